@@ -1,0 +1,35 @@
+"""The accept loop every service shares: accept, handle each connection as its own task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from seashard.net import AcceptResult, ServerSocket
+from seashard.smp import log
+
+Handler = Callable[[AcceptResult], Awaitable[None]]
+
+
+async def service_loop(listener: ServerSocket, handle: Handler) -> None:
+    """Accept until the listener is aborted; errors stay with their connection."""
+    tasks: set[asyncio.Task[None]] = set()
+    while True:
+        try:
+            res = await listener.accept()
+        except ConnectionAbortedError:
+            break
+        # Not awaited: the next accept must not wait for this connection to finish.
+        task = asyncio.get_running_loop().create_task(_guarded(handle, res))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _guarded(handle: Handler, res: AcceptResult) -> None:
+    try:
+        await handle(res)
+    except Exception as exc:  # one bad connection must not take the service down
+        log(f"Could not handle connection: {exc!r} (from {res.remote_address})")
+        res.connection.abort()

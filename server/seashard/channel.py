@@ -1,0 +1,136 @@
+"""Message channels between shard processes: one SOCK_SEQPACKET socketpair per pair of shards.
+
+SEQPACKET keeps message boundaries and ties passed file descriptors (SCM_RIGHTS)
+to the message that carries them, so "here is a connection" arrives whole with
+its fd. Messages are pickled; large ones are split into chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+CHUNK = 60 * 1024  # stays under the default AF_UNIX datagram limit
+_MORE = b"M"
+_END = b"E"
+MAX_FDS = 8
+
+Handler = Callable[[Any, list[int]], None]
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for s in (a, b):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    return a, b
+
+
+class Channel:
+    """One end of a shard-to-shard link, driven by the shard's event loop."""
+
+    def __init__(self, sock: socket.socket, on_message: Handler) -> None:
+        self._sock = sock
+        self._on_message = on_message
+        self._outbox: deque[tuple[bytes, list[int]]] = deque()
+        self._partial: list[bytes] = []
+        self._partial_fds: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+        self.closed = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._sock.setblocking(False)
+        loop.add_reader(self._sock.fileno(), self._read_ready)
+
+    def send(self, message: Any, fds: list[int] | None = None) -> None:
+        """Queue a message (and fds, sent with the last chunk); never blocks.
+
+        The channel owns ``fds`` from here on: it closes them once sent (the
+        receiver has its own copies then) or if the link is gone.
+        """
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
+        for chunk in chunks[:-1]:
+            self._outbox.append((_MORE + chunk, []))
+        self._outbox.append((_END + chunks[-1], list(fds or [])))
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._outbox:
+            data, fds = self._outbox[0]
+            try:
+                if fds:
+                    socket.send_fds(self._sock, [data], fds)
+                else:
+                    self._sock.send(data)
+            except BlockingIOError:
+                if not self._writing and self._loop is not None:
+                    self._writing = True
+                    self._loop.add_writer(self._sock.fileno(), self._write_ready)
+                return
+            except OSError:
+                self.closed = True
+                for _, pending in self._outbox:
+                    _close_fds(pending)
+                self._outbox.clear()
+                return
+            self._outbox.popleft()
+            _close_fds(fds)
+        if self._writing and self._loop is not None:
+            self._writing = False
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _write_ready(self) -> None:
+        self._flush()
+
+    def _read_ready(self) -> None:
+        while True:
+            try:
+                data, fds, flags, _ = socket.recv_fds(self._sock, CHUNK + 1, MAX_FDS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close_reader()
+                return
+            if not data:  # peer shard went away
+                self._close_reader()
+                return
+            self._partial.append(data[1:])
+            self._partial_fds.extend(fds)
+            if data[:1] == _MORE:
+                continue
+            payload = b"".join(self._partial)
+            fd_list = self._partial_fds
+            self._partial, self._partial_fds = [], []
+            self._on_message(pickle.loads(payload), fd_list)
+
+    def _close_reader(self) -> None:
+        if self._loop is not None and not self.closed:
+            self._loop.remove_reader(self._sock.fileno())
+        self.closed = True
+
+    def close(self) -> None:
+        if self._loop is not None:
+            if not self.closed:
+                self._loop.remove_reader(self._sock.fileno())
+            if self._writing:
+                self._loop.remove_writer(self._sock.fileno())
+        self.closed = True
+        for _, pending in self._outbox:
+            _close_fds(pending)
+        self._outbox.clear()
+        self._sock.close()
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -1,0 +1,46 @@
+"""The listening shard's choice of owner for each new connection (Seastar's load balancing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from seashard.net.api import LoadBalancing
+
+
+class Balancer:
+    """Picks a shard per connection.
+
+    ``live(shard)`` must return that shard's exact live connection count for
+    this listener (see shm.SharedCounters).
+    """
+
+    def __init__(
+        self,
+        lba: LoadBalancing,
+        shards: int,
+        live: Callable[[int], int],
+        fixed_cpu: int = 0,
+    ) -> None:
+        if shards < 1:
+            raise ValueError("need at least one shard")
+        if lba is LoadBalancing.FIXED and not 0 <= fixed_cpu < shards:
+            raise ValueError(f"fixed shard {fixed_cpu} does not exist (shards: 0..{shards - 1})")
+        self.lba = lba
+        self.shards = shards
+        self._live = live
+        self._fixed = fixed_cpu
+        self._next = 0  # round-robin cursor for ties
+
+    def pick(self, remote_port: int) -> int:
+        if self.lba is LoadBalancing.PORT:
+            return remote_port % self.shards
+        if self.lba is LoadBalancing.FIXED:
+            return self._fixed
+        counts = [self._live(s) for s in range(self.shards)]
+        fewest = min(counts)
+        for step in range(self.shards):
+            shard = (self._next + step) % self.shards
+            if counts[shard] == fewest:
+                self._next = (shard + 1) % self.shards
+                return shard
+        raise AssertionError("unreachable: some shard has the fewest connections")

@@ -1,0 +1,78 @@
+"""Bad input: one clear line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from tests.serverproc import free_ports, run_cli
+
+
+def _one_line_error(result, needle: str, code: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode != 0
+    if code is not None:
+        assert result.returncode == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "--echo-port", "70000"], "invalid port 70000"),
+        (["serve", "--echo-port", "http"], "invalid port 'http'"),
+        (["serve", "-c", "0"], "invalid count 0"),
+        (["serve", "-c", str(len(os.sched_getaffinity(0)) + 1)], "CPUs available"),
+        (["serve", "gopher"], "unknown service 'gopher'"),
+        (["serve", "--lba", "random"], "invalid choice: 'random'"),
+        (["serve", "--network-stack", "native"], "--tap-device or --packet-device"),
+        (["serve", "--lba", "fixed", "--fixed-cpu", "7", "-c", "1"], "no such shard"),
+        (["serve", "--host-ipv4-addr", "10.0.0.300"], "invalid IPv4 address"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["load"], "--host"),
+    ],
+)
+def test_usage_errors(args: list[str], needle: str) -> None:
+    _one_line_error(run_cli(*args), needle, code=2)
+
+
+def test_port_held_by_another_program() -> None:
+    (port,) = free_ports(1)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        result = run_cli(
+            "serve", "echo", "-c", "1", "--address", "127.0.0.1", "--echo-port", str(port)
+        )
+    finally:
+        holder.close()
+    _one_line_error(result, "bind: Address already in use", code=1)
+
+
+def test_admin_port_held_by_another_program() -> None:
+    echo, admin = free_ports(2)
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", admin))
+    holder.listen()
+    try:
+        result = run_cli(
+            "serve",
+            "echo",
+            "-c",
+            "1",
+            "--address",
+            "127.0.0.1",
+            "--echo-port",
+            str(echo),
+            "--admin-port",
+            str(admin),
+        )
+    finally:
+        holder.close()
+    _one_line_error(result, "admin: bind: Address already in use", code=1)
