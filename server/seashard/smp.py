@@ -151,6 +151,9 @@ def available_cpus() -> list[int]:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (SEASHARD_LOOP=asyncio forces the stdlib loop)."""
+    if os.environ.get("SEASHARD_LOOP") == "asyncio":
+        return asyncio.new_event_loop()
     try:
         import uvloop
     except ImportError:

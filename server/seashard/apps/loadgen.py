@@ -186,7 +186,8 @@ async def _resilient(kind: str, cfg: LoadConfig, stop: asyncio.Event, pacer: _Pa
             await _until_stop(WORKERS[kind](cfg, stop, pacer, rng), stop)
         except VerificationError as exc:
             _stats.errors[f"{kind}: {exc}"] += 1
-            smp.log(f"load: {exc}")
+            if _stats.errors[f"{kind}: {exc}"] <= 3:  # the summary has the full count
+                smp.log(f"load: {exc}")
         except (TimeoutError, OSError, EOFError) as exc:
             _stats.errors[f"{kind}: {type(exc).__name__}"] += 1
             await asyncio.sleep(0.05)  # do not spin on a refused port
@@ -254,7 +255,9 @@ async def shard_main(cfg: LoadConfig, shard: smp.Shard) -> None:
         if sum(totals["errors"].values()):
             raise SystemExit(1)
     else:
-        await asyncio.wait({stopping, done}, timeout=cfg.timeout + 30)
+        await asyncio.wait(
+            {stopping, done}, timeout=cfg.timeout + 30, return_when=asyncio.FIRST_COMPLETED
+        )
     stopping.cancel()
     done.cancel()
 
@@ -327,6 +330,7 @@ def add_arguments(p: argparse.ArgumentParser, add_smp: Callable[[argparse.Argume
     p.add_argument("--report-interval", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--pin", action="store_true", help="pin load shards to CPUs (default: not)")
     add_smp(p)
 
 
@@ -351,7 +355,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     )
     cpus = smp.available_cpus()
     count = args.smp or 1
-    pin = count <= len(cpus)
+    pin = args.pin and count <= len(cpus)
 
     async def main(shard: smp.Shard) -> None:
         await shard_main(cfg, shard)
