@@ -16,6 +16,7 @@ from typing import Any
 from seashard import net, smp
 
 GATHER_TIMEOUT = 5.0
+GAUGES = {"connections_time_wait", "arp_cache_entries"}  # besides every *_live
 
 
 def shard_metrics() -> dict[str, Any]:
@@ -54,7 +55,7 @@ def prometheus_text(shards: list[dict[str, Any]]) -> str:
     for s in shards:
         keys += [k for k in s["metrics"] if k not in keys]
     for key in keys:
-        gauge = key.endswith("_live") or key.startswith("arp_entries")
+        gauge = key.endswith("_live") or key in GAUGES
         name = f"seashard_{key}" if gauge or key.endswith("_total") else f"seashard_{key}_total"
         lines.append(f"# TYPE {name} {'gauge' if gauge else 'counter'}")
         for s in shards:

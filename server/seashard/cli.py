@@ -109,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     native.add_argument("--host-ipv4-addr", type=_ipv4, default="192.168.122.2")
     native.add_argument("--gw-ipv4-addr", type=_ipv4, default=None)
     native.add_argument("--netmask-ipv4-addr", type=_ipv4, default="255.255.255.0")
-    native.add_argument("--hw-addr", default=None, help="our MAC (default: a random local one)")
+    native.add_argument("--hw-addr", default=None, help="our MAC (default: derived from our IP)")
+    native.add_argument(
+        "--device-queues", type=_positive, default=None, metavar="N",
+        help="device queues to open (default: one per shard; fewer: software RSS steers flows)",
+    )
+    native.add_argument(
+        "--state-dir", default=None, help="where TIME_WAIT is kept across runs (/run/seashard)"
+    )
 
     from seashard.apps import loadgen
 
@@ -166,6 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
             gw_ipv4_addr=args.gw_ipv4_addr,
             netmask_ipv4_addr=args.netmask_ipv4_addr,
             hw_addr=args.hw_addr,
+            device_queues=args.device_queues,
+            state_dir=args.state_dir,
         ),
     )
     return run(config)

@@ -29,6 +29,8 @@ class NativeConfig:
     gw_ipv4_addr: str | None = None
     netmask_ipv4_addr: str = "255.255.255.0"
     hw_addr: str | None = None
+    device_queues: int | None = None  # default: one per shard
+    state_dir: str | None = None  # where TIME_WAIT outlives a run
 
 
 @dataclass

@@ -16,8 +16,10 @@ def serve() -> Iterator[Callable[..., serverproc.Server]]:
     """Start servers (``serve("-c", "2")``), ready; every one is stopped at teardown."""
     started: list[serverproc.Server] = []
 
-    def _start(*args: str, services: tuple[str, ...] = (), ready: bool = True) -> serverproc.Server:
-        server = serverproc.start(*args, services=services)
+    def _start(
+        *args: str, services: tuple[str, ...] = (), ready: bool = True, prefix: tuple[str, ...] = ()
+    ) -> serverproc.Server:
+        server = serverproc.start(*args, services=services, prefix=prefix)
         started.append(server)
         if ready:
             server.wait_ready()

@@ -108,8 +108,12 @@ def _drain(stream, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
         lines.append(line.rstrip("\n"))
 
 
-def start(*args: str, services: tuple[str, ...] = (), admin: bool = True) -> Server:
-    """Start a server on fresh ports; ``args`` are extra `seashard serve` options."""
+def start(
+    *args: str, services: tuple[str, ...] = (), admin: bool = True, prefix: tuple[str, ...] = ()
+) -> Server:
+    """Start a server on fresh ports; ``args`` are extra `seashard serve` options.
+
+    ``prefix`` wraps the command (e.g. ``ip netns exec NS``)."""
     echo, canned, logger, admin_port = free_ports(4)
     ports = {"echo": echo, "canned": canned, "accept-logger": logger}
     cmd = seashard_cmd(
@@ -128,7 +132,7 @@ def start(*args: str, services: tuple[str, ...] = (), admin: bool = True) -> Ser
     if admin:
         cmd += ["--admin-port", str(admin_port), "--admin-address", "127.0.0.1"]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+        [*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
     )
     server = Server(proc, ports, admin_port if admin else None)
     server._pump()

@@ -1,0 +1,246 @@
+"""The native stack for one shard: its device queue, Interface (ARP/IPv4/ICMP) and TCP layer.
+
+Each shard opens its own queue of the device (a multiqueue TAP, or an AF_PACKET
+socket in a fanout group), so the kernel's flow hash decides which shard
+receives a flow, and replies leave on that same queue. With fewer queues than
+shards, the shards without one send through a shard that has one, and segments
+are steered to their owner by the Toeplitz hash of the 4-tuple (software RSS).
+ARP entries learned on one shard are shared with all.
+
+TIME_WAIT outlives the process, as in the kernel: at shutdown each shard saves
+its TIME_WAIT connections (with their wall-clock expiry) under the state
+directory, and the next run's listen() honours them unless reuse_address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from seashard import smp
+from seashard.net.api import ListenOptions, SocketAddress
+from seashard.net.native.devices import DeviceError, PacketDevice, TapDevice
+from seashard.net.native.driver import Driver
+from seashard.net.native.ipv4 import Interface, InterfaceConfig
+from seashard.net.native.rss import RssSteering
+from seashard.net.native.streams import NativeConnection
+from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
+
+_ARP = "native.arp"
+_SEGMENT = "native.segment"
+_TX = "native.tx"
+_LISTEN = "native.listen"
+
+
+def default_state_dir() -> Path:
+    run = Path("/run/seashard")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        if os.access(run, os.W_OK):
+            return run
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "seashard"
+
+
+class NativeStack:
+    name = "native"
+
+    def __init__(self, shard: smp.Shard, cfg: Any) -> None:
+        self.shard = shard
+        self.loop = shard.loop
+        queues = max(1, min(cfg.device_queues or shard.count, shard.count))
+        self.queues = queues
+        try:
+            iface_cfg = InterfaceConfig(
+                host_ip=cfg.host_ipv4_addr,
+                netmask=cfg.netmask_ipv4_addr,
+                gateway=cfg.gw_ipv4_addr,
+                mac=cfg.hw_addr,
+            )
+        except ValueError as exc:
+            raise smp.StartupError(f"native stack: {exc}") from None
+        self.device: TapDevice | PacketDevice | None = None
+        if shard.id < queues:
+            try:
+                if cfg.tap_device:
+                    self.device = TapDevice(cfg.tap_device, shard.id, queues)
+                else:
+                    self.device = PacketDevice(cfg.packet_device, shard.id, queues)
+            except (DeviceError, ValueError) as exc:
+                raise smp.StartupError(str(exc)) from None
+        transmit = self.device.send if self.device is not None else self._proxy_transmit
+        self.interface = Interface(iface_cfg, transmit, on_arp_learn=self._share_arp)
+        rss = RssSteering(shard.count) if queues < shard.count else None
+        ip = self.interface.ip
+        self.tcp = TcpLayer(
+            self.interface,
+            self.loop,
+            shard.id,
+            shard.count,
+            owner_of=(lambda rip, rport, lport: rss.shard_for(rip, ip, rport, lport))
+            if rss is not None
+            else None,
+            forward=self._forward,
+        )
+        self.interface.tcp_handler = self.tcp.on_packet
+        self.frames_proxied = 0
+        self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
+        self.tcp.previous_time_wait = self._load_time_wait()
+        self.driver = Driver(self.device, self.interface, self.loop) if self.device else None
+        if self.driver is not None:
+            self.driver.start()
+        shard.on(_ARP, self._on_arp)
+        shard.on(_SEGMENT, self._on_segment)
+        shard.on(_TX, self._on_tx)
+        shard.on(_LISTEN, lambda _sender, port, _fds: self.tcp.listened_elsewhere.add(port))
+
+    # ------------------------------------------------------------ cross-shard
+
+    def _others(self) -> list[int]:
+        return [s for s in range(self.shard.count) if s != self.shard.id]
+
+    def _share_arp(self, ip: str, mac: str) -> None:
+        for s in self._others():
+            self.shard.send(s, _ARP, (ip, mac))
+
+    def _on_arp(self, _sender: int, payload: tuple[str, str], _fds: list[int]) -> None:
+        ip, mac = payload
+        self.interface.arp.learn(ip, mac, self.loop.time())
+
+    def _forward(self, owner: int, src_ip: str, segment: bytes) -> None:
+        self.shard.send(owner, _SEGMENT, (src_ip, segment))
+
+    def _on_segment(self, _sender: int, payload: tuple[str, bytes], _fds: list[int]) -> None:
+        self.tcp.on_forwarded(*payload)
+
+    def _proxy_transmit(self, frame: bytes) -> bool:
+        self.frames_proxied += 1
+        self.shard.send(self.shard.id % self.queues, _TX, frame)
+        return True
+
+    def _on_tx(self, _sender: int, frame: bytes, _fds: list[int]) -> None:
+        if self.device is not None:
+            self.device.send(frame)
+
+    # ------------------------------------------------------------ network_stack
+
+    def listen(self, address: SocketAddress, options: ListenOptions | None = None) -> NativeServerSocket:
+        server = self.tcp.listen(address, options or ListenOptions())
+        for s in self._others():
+            self.shard.send(s, _LISTEN, address.port)
+        return server
+
+    async def connect(self, address: SocketAddress) -> NativeConnection:
+        return await self.tcp.connect(address)
+
+    def metrics(self) -> dict[str, Any]:
+        iface = self.interface
+        tcp = self.tcp
+        wall = time.time()
+        previous = sum(1 for e in self._previous_reported() if e["until"] > wall)
+        counters = {k: v for k, v in iface.counters.items() if k != "frames_dropped"}
+        return {
+            "connections_live": len(tcp.live()),
+            "connections_total": tcp.connections_total,
+            "connections_time_wait": len(tcp.time_wait()) + previous,
+            "bytes_in": tcp.stats["bytes_in"],
+            "bytes_out": tcp.stats["bytes_out"],
+            "frames_received": counters.pop("frames_received"),
+            "frames_sent": counters.pop("frames_sent"),
+            "frames_dropped": dict(iface.drops),
+            "frames_tx_dropped": dict(iface.tx_drops),
+            "frames_forwarded": tcp.stats["segments_forwarded"],
+            "frames_proxied": self.frames_proxied,
+            "tcp_segments_in": tcp.stats["segments_in"],
+            "tcp_segments_out": tcp.stats["segments_out"],
+            "tcp_rst_sent": tcp.stats["rst_sent"],
+            "tcp_syn_no_listener": tcp.stats["syn_no_listener"],
+            "tcp_segments_no_connection": tcp.stats["segments_no_connection"],
+            "tcp_retransmits": sum(c.tcp.stats.retransmits for c in tcp.conns.values())
+            + tcp.stats["retransmits_closed"],
+            "arp_cache_entries": len(iface.arp.entries(self.loop.time())),
+            **{k: v for k, v in counters.items() if k.startswith(("arp_", "icmp_", "ipv4_"))},
+        }
+
+    def connections(self) -> list[dict[str, Any]]:
+        rows = [
+            {
+                "remote": str(c.remote_address),
+                "local": str(c.local_address),
+                "state": c.state,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+                "segments_in": self.tcp.segment_counts.get(c.key, 0),
+                "segments_out": c.tcp.stats.segments_out,
+            }
+            for c in list(self.tcp.conns.values())
+        ]
+        wall = time.time()
+        rows += [
+            {
+                "remote": e["remote"],
+                "local": f"{self.interface.ip}:{e['local_port']}",
+                "state": "TIME_WAIT",
+                "previous_run": True,
+            }
+            for e in self._previous_reported()
+            if e["until"] > wall
+        ]
+        return rows
+
+    def _previous_reported(self) -> list[dict[str, Any]]:
+        """Every shard honours the last run's TIME_WAIT; shard 0 alone reports and keeps it."""
+        return self.tcp.previous_time_wait if self.shard.id == 0 else []
+
+    async def stop(self, grace: float) -> None:
+        for server in list(self.tcp.listeners.values()):
+            server.abort_accept()
+        deadline = self.loop.time() + grace
+        while self.tcp.live() and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in self.tcp.live():
+            conn.abort()
+        self._save_time_wait()
+        await asyncio.sleep(0.05)  # let the RSTs leave
+        if self.driver is not None:
+            self.driver.close()
+
+    # ------------------------------------------------------- TIME_WAIT state
+
+    def _state_file(self, shard: int | str) -> Path:
+        return self.state_dir / f"native-{self.interface.ip}-shard{shard}.timewait.json"
+
+    def _load_time_wait(self) -> list[dict[str, Any]]:
+        wall = time.time()
+        entries: list[dict[str, Any]] = []
+        for path in self.state_dir.glob(f"native-{self.interface.ip}-shard*.timewait.json"):
+            try:
+                entries += [e for e in json.loads(path.read_text()) if e["until"] > wall]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged or half-written file only loses old TIME_WAIT
+        return entries
+
+    def _save_time_wait(self) -> None:
+        now, wall = self.loop.time(), time.time()
+        entries = [
+            {
+                "local_port": c.key[2],
+                "remote": str(c.remote_address),
+                "until": wall + max(0.0, (c.tcp.time_wait_until or now) - now),
+            }
+            for c in self.tcp.time_wait()
+        ]
+        entries += [e for e in self._previous_reported() if e["until"] > wall]
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_file(f"{self.shard.id}.tmp")
+            tmp.write_text(json.dumps(entries))
+            tmp.replace(self._state_file(self.shard.id))
+        except OSError as exc:
+            smp.log(f"native stack: could not save TIME_WAIT state: {exc}")

@@ -1,0 +1,149 @@
+"""A native TCP connection behind the seashard stream API.
+
+The sans-IO machine (seashard.tcp.Connection) holds the state; this object is
+the app's handle: ``read`` waits for data, ``write`` waits for send-buffer room
+(the peer's window drains it), ``close`` queues the FIN after the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from seashard.net.api import SocketAddress
+from seashard.tcp.connection import Connection, State, TcpStateError
+
+if TYPE_CHECKING:
+    from seashard.net.native.tcp_layer import TcpLayer
+
+FlowKey = tuple[str, int, int]  # remote ip, remote port, local port
+
+
+class NativeConnection:
+    def __init__(
+        self,
+        layer: TcpLayer,
+        tcp: Connection,
+        local: SocketAddress,
+        remote: SocketAddress,
+        on_established: Callable[[NativeConnection], None] | None = None,
+    ) -> None:
+        self.layer = layer
+        self.tcp = tcp
+        self.local_address = local
+        self.remote_address = remote
+        self.key: FlowKey = (remote.host, remote.port, local.port)
+        self.on_established = on_established
+        self.app_closed = False  # the app is done reading: discard what still arrives
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_when: float | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._open_waiter: asyncio.Future[None] | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # called by the layer after every event on this connection
+
+    def wake(self) -> None:
+        tcp = self.tcp
+        if self.on_established is not None and tcp.was_established:
+            callback, self.on_established = self.on_established, None
+            callback(self)
+        if self.app_closed and tcp.unread:
+            tcp.recv(now=self.layer.now())  # nobody will read it; keep the window open
+        for attr in ("_read_waiter", "_write_waiter", "_open_waiter"):
+            fut = getattr(self, attr)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def _wait(self, attr: str) -> None:
+        fut = self.layer.loop.create_future()
+        setattr(self, attr, fut)
+        try:
+            await fut
+        finally:
+            setattr(self, attr, None)
+
+    async def wait_established(self) -> None:
+        while not self.tcp.was_established:
+            if self.tcp.is_closed:
+                raise ConnectionRefusedError(self.tcp.error or "connection refused")
+            await self._wait("_open_waiter")
+
+    def _error(self) -> OSError:
+        err = self.tcp.error or "connection closed"
+        if "reset" in err or "refused" in err:
+            return ConnectionResetError(err)
+        if "timed out" in err:
+            return TimeoutError(err)
+        return BrokenPipeError(err)
+
+    # connected_socket
+
+    def input(self) -> NativeConnection:
+        return self
+
+    def output(self) -> NativeConnection:
+        return self
+
+    @property
+    def state(self) -> str:
+        return self.tcp.state.name
+
+    def shutdown_output(self) -> None:
+        self.tcp.close(self.layer.now())
+        self.layer.kick(self)
+
+    def abort(self) -> None:
+        self.app_closed = True
+        self.tcp.abort(self.layer.now())
+        self.layer.kick(self)
+
+    # input_stream
+
+    async def read(self) -> bytes:
+        tcp = self.tcp
+        while True:
+            if tcp.unread:
+                data = tcp.recv(now=self.layer.now())
+                self.bytes_in += len(data)
+                self.layer.stats["bytes_in"] += len(data)
+                self.layer.kick(self)  # a window update may be due
+                return data
+            if tcp.at_eof or (tcp.fin_received and not tcp.unread):
+                return b""
+            if tcp.is_closed or tcp.state is State.TIME_WAIT:
+                if tcp.error:
+                    raise self._error()
+                return b""
+            await self._wait("_read_waiter")
+
+    # output_stream
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.tcp.send(view, self.layer.now())
+            except TcpStateError:
+                raise self._error() from None
+            if n:
+                self.bytes_out += n
+                self.layer.stats["bytes_out"] += n
+                view = view[n:]
+                self.layer.kick(self)
+            if view:
+                await self._wait("_write_waiter")
+
+    async def flush(self) -> None:
+        """Everything written is in the TCP send buffer already; surface a dead connection."""
+        if self.tcp.is_closed and self.tcp.error:
+            raise self._error()
+
+    async def close(self) -> None:
+        if not self.app_closed:
+            self.app_closed = True
+            self.tcp.close(self.layer.now())
+            self.layer.kick(self)

@@ -1,0 +1,113 @@
+"""A lossy, reordering L2 link in userspace: relays frames between two interfaces.
+
+    python -m seashard.tools.impair IF_A IF_B [--loss 0.05] [--reorder 0.25]
+        [--duplicate 0.0] [--seed N] [--duration SECONDS]
+
+Where the kernel has no netem (CONFIG_NET_SCH_NETEM unset, as on our machines),
+this stands in for ``tc qdisc ... netem loss 5% reorder 25%``: put it between
+two veth ends and every frame crossing has the given chance to be dropped,
+held back behind the next frame (reordered), or sent twice. Seeded, so a run
+can be replayed; bounded by --duration. Counts go to stderr at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+
+ETH_P_ALL = 0x0003
+HOLD_TIMEOUT = 0.005  # a held frame goes out after this long even if nothing follows it
+
+
+def _open(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((ifname, ETH_P_ALL))
+    s.setblocking(False)
+    return s
+
+
+def relay(a: str, b: str, loss: float, reorder: float, duplicate: float, seed: int,
+          duration: float) -> Counter[str]:
+    rng = random.Random(seed)
+    socks = {a: _open(a), b: _open(b)}
+    peer = {a: socks[b], b: socks[a]}
+    held: dict[str, tuple[bytes, float] | None] = {a: None, b: None}
+    counts: Counter[str] = Counter()
+    stop_at = time.monotonic() + duration if duration > 0 else float("inf")
+    by_fd = {s.fileno(): name for name, s in socks.items()}
+    stopping = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    while not stopping and time.monotonic() < stop_at:
+        ready, _, _ = select.select(list(by_fd), [], [], HOLD_TIMEOUT)
+        now = time.monotonic()
+        for fd in ready:
+            src = by_fd[fd]
+            while True:
+                try:
+                    frame, addr = socks[src].recvfrom(65535)
+                except BlockingIOError:
+                    break
+                if addr[2] == socket.PACKET_OUTGOING:
+                    continue  # our own transmission on this interface
+                counts["frames"] += 1
+                out = peer[src]
+                if rng.random() < loss:
+                    counts["dropped"] += 1
+                    continue
+                if held[src] is None and rng.random() < reorder:
+                    held[src] = (frame, now)
+                    counts["reordered"] += 1
+                    continue
+                out.send(frame)
+                if rng.random() < duplicate:
+                    out.send(frame)
+                    counts["duplicated"] += 1
+                if held[src] is not None:
+                    out.send(held[src][0])  # type: ignore[index]
+                    held[src] = None
+        for src, h in held.items():
+            if h is not None and now - h[1] >= HOLD_TIMEOUT:
+                peer[src].send(h[0])
+                held[src] = None
+    for s in socks.values():
+        s.close()
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seashard-impair", description=__doc__.split("\n\n")[0])
+    p.add_argument("if_a")
+    p.add_argument("if_b")
+    p.add_argument("--loss", type=float, default=0.05)
+    p.add_argument("--reorder", type=float, default=0.25)
+    p.add_argument("--duplicate", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=300.0, help="seconds; 0: until stopped")
+    args = p.parse_args(argv)
+    for name in ("loss", "reorder", "duplicate"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            p.error(f"--{name} must be in [0, 1)")
+    try:
+        counts = relay(args.if_a, args.if_b, args.loss, args.reorder, args.duplicate, args.seed,
+                       args.duration)
+    except OSError as exc:
+        print(f"seashard-impair: {exc}", file=sys.stderr)
+        return 1
+    print("impair: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
