@@ -9,17 +9,16 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from seashard.tools.netlab import SERVER_IP, sh
+from seashard.tools.netlab import topology as netlab_topology
 from tests import serverproc
 
-SERVER_IP = "192.168.77.2"
-CLIENT_IP = "192.168.77.1"
 CANNED = "Seastar is the future!\n"
 
 
@@ -36,10 +35,6 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, check=check)
-
-
 @dataclass
 class NetLab:
     srv: str  # namespace the native server runs in
@@ -51,7 +46,10 @@ class NetLab:
     def client(self, *args: str, timeout: float = 120) -> dict:
         out = subprocess.run(
             ["ip", "netns", "exec", self.cli, sys.executable, "-m", "tests.netclient", *args],
-            capture_output=True, text=True, timeout=timeout, env=serverproc.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=serverproc.env(),
             cwd=serverproc.SERVER_DIR,
         )
         assert out.returncode == 0, out.stderr
@@ -76,75 +74,41 @@ class NetLab:
             labels, value = rest.rsplit("} ", 1)
             parts = dict(p.split("=", 1) for p in labels.split('",') if "=" in p)
             shard = parts.pop("shard").strip('"')
-            key = name + "".join(f"[{v.strip(chr(34))}]" for v in parts.values() if name != "seashard_shard_info")
+            key = name + "".join(
+                f"[{v.strip(chr(34))}]" for v in parts.values() if name != "seashard_shard_info"
+            )
             result.setdefault(key, {})[shard] = float(value)
         return result
 
     def serve(self, start: Callable[..., serverproc.Server], *args: str, **kw) -> serverproc.Server:
         """The tutorial's ports: the native stack is alone on its address."""
         server = start(
-            "--network-stack", "native", *self.device, "--host-ipv4-addr", SERVER_IP,
-            "--netmask-ipv4-addr", "255.255.255.0", "--state-dir", str(self.state_dir),
-            "--echo-port", "1234", "--canned-port", "1235", "--accept-logger-port", "1236",
-            *args, prefix=("ip", "netns", "exec", self.srv), **kw,
+            "--network-stack",
+            "native",
+            *self.device,
+            "--host-ipv4-addr",
+            SERVER_IP,
+            "--netmask-ipv4-addr",
+            "255.255.255.0",
+            "--state-dir",
+            str(self.state_dir),
+            "--echo-port",
+            "1234",
+            "--canned-port",
+            "1235",
+            "--accept-logger-port",
+            "1236",
+            *args,
+            prefix=("ip", "netns", "exec", self.srv),
+            **kw,
         )
         server.ports = {"echo": 1234, "canned": 1235, "accept-logger": 1236}
         return server
 
 
 def _make_lab(kind: str, tmp_path: Path) -> Iterator[NetLab]:
-    """kind: "tap" (tap0 bridged with the client's veth), "packet" (AF_PACKET on the veth),
-    "tap-lossy" (as "tap", with seashard.tools.impair relaying between bridge and veth)."""
-    tag = uuid.uuid4().hex[:6]
-    srv, cli = f"ss-srv-{tag}", f"ss-cli-{tag}"
-    vsrv, vcli = f"vs{tag}", f"vc{tag}"
-    relay: subprocess.Popen[str] | None = None
-    try:
-        for ns in (srv, cli):
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "link", "add", vsrv, "type", "veth", "peer", "name", vcli)
-        sh("ip", "link", "set", vsrv, "netns", srv)
-        sh("ip", "link", "set", vcli, "netns", cli)
-        sh("ip", "-n", cli, "addr", "add", f"{CLIENT_IP}/24", "dev", vcli)
-        sh("ip", "-n", cli, "link", "set", vcli, "up")
-        # The kernel peer must hand us whole, checksummed frames: no offloads.
-        for ns, dev in ((srv, vsrv), (cli, vcli)):
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off",
-               "gso", "off", "gro", "off", check=False)
-        if kind.startswith("tap"):
-            sh("ip", "-n", srv, "link", "add", "br0", "type", "bridge")
-            sh("ip", "-n", srv, "tuntap", "add", "dev", "tap0", "mode", "tap", "multi_queue")
-            bridged = vsrv
-            if kind == "tap-lossy":
-                sh("ip", "-n", srv, "link", "add", "vr0", "type", "veth", "peer", "name", "vr1")
-                for dev in ("vr0", "vr1"):
-                    sh("ip", "netns", "exec", srv, "ethtool", "-K", dev, "tx", "off", "tso",
-                       "off", "gso", "off", "gro", "off", check=False)
-                    sh("ip", "-n", srv, "link", "set", dev, "up")
-                bridged = "vr0"
-            for dev in ("tap0", bridged):
-                sh("ip", "-n", srv, "link", "set", dev, "master", "br0")
-            for dev in ("br0", "tap0", bridged, vsrv):
-                sh("ip", "-n", srv, "link", "set", dev, "up")
-            if kind == "tap-lossy":  # netem is not in every kernel (not in ours): a relay
-                relay = subprocess.Popen(
-                    ["ip", "netns", "exec", srv, sys.executable, "-m", "seashard.tools.impair",
-                     "vr1", vsrv, "--loss", "0.05", "--reorder", "0.25", "--seed", "5",
-                     "--duration", "600"],
-                    env=serverproc.env(), stderr=subprocess.PIPE, text=True,
-                )
-            device = ["--tap-device", "tap0"]
-        else:
-            sh("ip", "-n", srv, "link", "set", vsrv, "up")
-            device = ["--packet-device", vsrv]
-        yield NetLab(srv, cli, device, tmp_path / "state", relay)
-    finally:
-        if relay is not None:
-            relay.terminate()
-            relay.communicate(timeout=10)
-        for ns in (srv, cli):
-            sh("ip", "netns", "del", ns, check=False)
+    with netlab_topology(kind, env=serverproc.env()) as topo:
+        yield NetLab(topo.srv, topo.cli, topo.device, tmp_path / "state", topo.relay)
 
 
 @pytest.fixture(params=["tap", "packet"])
@@ -189,7 +153,9 @@ def test_live_connections_each_owned_by_one_shard(taplab: NetLab, serve) -> None
     )
     proc = subprocess.Popen(
         ["ip", "netns", "exec", taplab.cli, sys.executable, "-c", code],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -203,8 +169,21 @@ def test_live_connections_each_owned_by_one_shard(taplab: NetLab, serve) -> None
 
 def test_ping_and_closed_port(netlab: NetLab, serve) -> None:  # type: ignore[no-untyped-def]
     server = netlab.serve(serve, "-c", "2")
-    ping = sh("ip", "netns", "exec", netlab.cli, "ping", "-c", "3", "-i", "0.2", "-W", "2",
-              SERVER_IP, check=False)
+    ping = sh(
+        "ip",
+        "netns",
+        "exec",
+        netlab.cli,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        SERVER_IP,
+        check=False,
+    )
     assert ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout
     assert netlab.client("refused", SERVER_IP, "9999") == {"refused": True}
     assert netlab.client("canned", SERVER_IP, "1235", "5") == {"replies": [CANNED]}
@@ -246,9 +225,7 @@ def test_time_wait_restart_rule(taplab: NetLab, serve) -> None:  # type: ignore[
 
 def test_shard0_only_listener_resets_and_logs(taplab: NetLab, serve) -> None:  # type: ignore[no-untyped-def]
     server = taplab.serve(serve, "-c", "2", "--shard0-only", services=("canned",))
-    refused = sum(
-        taplab.client("refused", SERVER_IP, "1235")["refused"] for _ in range(16)
-    )
+    refused = sum(taplab.client("refused", SERVER_IP, "1235")["refused"] for _ in range(16))
     assert 0 < refused < 16
     assert server.wait_for_output("shard 1: no listener on port 1235 on this shard: reset")
 

@@ -32,8 +32,9 @@ def _open(ifname: str) -> socket.socket:
     return s
 
 
-def relay(a: str, b: str, loss: float, reorder: float, duplicate: float, seed: int,
-          duration: float) -> Counter[str]:
+def relay(
+    a: str, b: str, loss: float, reorder: float, duplicate: float, seed: int, duration: float
+) -> Counter[str]:
     rng = random.Random(seed)
     socks = {a: _open(a), b: _open(b)}
     peer = {a: socks[b], b: socks[a]}
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= getattr(args, name) < 1.0:
             p.error(f"--{name} must be in [0, 1)")
     try:
-        counts = relay(args.if_a, args.if_b, args.loss, args.reorder, args.duplicate, args.seed,
-                       args.duration)
+        counts = relay(
+            args.if_a, args.if_b, args.loss, args.reorder, args.duplicate, args.seed, args.duration
+        )
     except OSError as exc:
         print(f"seashard-impair: {exc}", file=sys.stderr)
         return 1

@@ -130,7 +130,9 @@ class NativeStack:
 
     # ------------------------------------------------------------ network_stack
 
-    def listen(self, address: SocketAddress, options: ListenOptions | None = None) -> NativeServerSocket:
+    def listen(
+        self, address: SocketAddress, options: ListenOptions | None = None
+    ) -> NativeServerSocket:
         server = self.tcp.listen(address, options or ListenOptions())
         for s in self._others():
             self.shard.send(s, _LISTEN, address.port)

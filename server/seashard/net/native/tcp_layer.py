@@ -167,9 +167,9 @@ class TcpLayer:
 
     def _owner(self, key: FlowKey) -> int:
         remote_ip, remote_port, local_port = key
-        if local_port not in self.listeners and local_port not in self.listened_elsewhere:
-            if local_port in EPHEMERAL:  # replies to an active open: the opener owns it
-                return local_port % self.shards
+        listened = local_port in self.listeners or local_port in self.listened_elsewhere
+        if not listened and local_port in EPHEMERAL:  # replies to an active open: the opener's
+            return local_port % self.shards
         if self.owner_of is not None:
             return self.owner_of(remote_ip, remote_port, local_port)
         return self.shard_id
@@ -234,8 +234,8 @@ class TcpLayer:
             if deadline != conn.timer_when:
                 if conn.timer is not None:
                     conn.timer.cancel()
-                conn.timer = None if deadline is None else self.loop.call_at(
-                    deadline, self._on_timer, conn
+                conn.timer = (
+                    None if deadline is None else self.loop.call_at(deadline, self._on_timer, conn)
                 )
                 conn.timer_when = deadline
         conn.wake()
