@@ -290,9 +290,20 @@ def _shard_process(
             return EXIT_START_FAILED
         return EXIT_OK
 
+    profile_dir = os.environ.get("SEASHARD_PROFILE")  # a folder: one cProfile dump per shard
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         code = loop.run_until_complete(main())
     finally:
+        if profiler is not None:
+            profiler.disable()
+            os.makedirs(profile_dir, exist_ok=True)  # type: ignore[arg-type]
+            profiler.dump_stats(os.path.join(profile_dir, f"shard-{shard_id}.prof"))  # type: ignore[arg-type]
         for channel in shard.peers.values():
             channel.close()
     return code
