@@ -1,0 +1,104 @@
+"""Event-loop glue: one Device and one Interface on one shard's asyncio loop.
+
+The only place below TCP that touches an event loop or a clock: frames are read
+when the device fd is readable, and the Interface's timers (ARP retries) run on
+``loop.call_at``. ``now`` is ``loop.time()`` everywhere, so deadlines and the
+loop's timers share one clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .devices import Device
+from .ipv4 import Interface
+
+log = logging.getLogger(__name__)
+
+
+class Driver:
+    """Forwards received frames from ``device`` to ``interface`` and runs its timers.
+
+    The interface must transmit through ``device.send``. Memory devices have no
+    fd: call :meth:`pump` to deliver what was injected.
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        interface: Interface,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        batch: int = 64,
+    ) -> None:
+        self.device = device
+        self.interface = interface
+        self.loop = loop or asyncio.get_running_loop()
+        self.batch = batch  # frames per wakeup, so one busy queue cannot starve other tasks
+        self.device_errors = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading = False
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def start(self) -> None:
+        self.interface.set_wakeup(self._arm)
+        fd = self.device.fileno()
+        if fd is not None:
+            self.loop.add_reader(fd, self._on_readable)
+            self._reading = True
+        self._rearm()
+
+    def stop(self) -> None:
+        self.interface.set_wakeup(None)
+        fd = self.device.fileno()
+        if self._reading and fd is not None:
+            self.loop.remove_reader(fd)
+        self._reading = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        self.stop()
+        self.device.close()
+
+    def pump(self) -> int:
+        """Deliver up to ``batch`` waiting frames to the interface; returns how many."""
+        n = 0
+        while n < self.batch:
+            frame = self.device.recv()
+            if frame is None:
+                break
+            self.interface.receive(frame, self.loop.time())
+            n += 1
+        return n
+
+    def _on_readable(self) -> None:
+        try:
+            self.pump()
+        except OSError as exc:  # the device went away (deleted, namespace gone)
+            self.device_errors += 1
+            log.error("device %s: %s; no longer reading it", self.device.name, exc)
+            fd = self.device.fileno()
+            if fd is not None:
+                self.loop.remove_reader(fd)
+            self._reading = False
+
+    def _arm(self, when: float) -> None:
+        if self._timer is None or when < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _rearm(self) -> None:
+        deadline = self.interface.next_deadline()
+        if deadline is not None:
+            self._arm(deadline)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.interface.poll(self.loop.time())
+        self._rearm()

@@ -1,0 +1,280 @@
+"""The per-shard L3 of the native stack: Ethernet in, ARP/ICMP/TCP dispatch, IPv4 out.
+
+Sans-IO: frames leave through the ``transmit`` callable the owner supplies (the
+device's ``send``), time comes in as ``now``. Every received frame ends in
+exactly one of ``counters["frames_accepted"]`` or ``drops[reason]`` (whose
+total is ``counters["frames_dropped"]``); outgoing packets that could not be
+sent are counted in ``tx_drops[reason]``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from seashard.wire.arp import ArpPacket
+from seashard.wire.errors import MalformedError
+from seashard.wire.ethernet import (
+    BROADCAST_MAC,
+    ETH_P_ARP,
+    ETH_P_IPV4,
+    EthernetFrame,
+    is_multicast_mac,
+    local_mac,
+    mac_to_str,
+)
+from seashard.wire.ipv4 import IpProto, IPv4Packet
+
+from .arp import ArpCache, LearnHook, Transmit, WakeupHook
+from .icmp import echo_reply
+
+# Called with the IPv4 packet (header fields; ``payload`` is the segment), the
+# TCP segment bytes and ``now``. Raising MalformedError counts the frame as
+# dropped with reason ``tcp_<reason>``.
+TcpHandler = Callable[[IPv4Packet, bytes, float], None]
+
+_LIMITED_BROADCAST = "255.255.255.255"
+
+
+def _ip_int(ip: str) -> int:
+    return int.from_bytes(socket.inet_aton(ip), "big")
+
+
+@dataclass(slots=True)
+class InterfaceConfig:
+    """Addresses of one native-stack interface (Seastar's --host-ipv4-addr and friends).
+
+    Without ``mac`` a locally administered one derived from ``host_ip`` is used,
+    so every shard, and every restart, presents the same address.
+    """
+
+    host_ip: str
+    netmask: str = "255.255.255.0"
+    gateway: str | None = None
+    mac: str | None = None
+    mtu: int = 1500
+    ttl: int = 64
+
+    def __post_init__(self) -> None:
+        network = ipaddress.IPv4Network(f"{self.host_ip}/{self.netmask}", strict=False)
+        self.host_ip = str(ipaddress.IPv4Address(self.host_ip))
+        self.netmask = str(network.netmask)
+        if self.gateway is not None:
+            self.gateway = str(ipaddress.IPv4Address(self.gateway))
+            if ipaddress.IPv4Address(self.gateway) not in network:
+                raise ValueError(f"gateway {self.gateway} is not on-link in {network}")
+        self.mac = mac_to_str(self.mac) if self.mac else local_mac(socket.inet_aton(self.host_ip))
+        if is_multicast_mac(self.mac):
+            raise ValueError(f"interface MAC {self.mac} is a group address")
+        if not 68 <= self.mtu <= 65535:
+            raise ValueError(f"mtu {self.mtu} out of range")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.host_ip}/{self.netmask}", strict=False)
+
+
+class Interface:
+    """One shard's view of the native interface: ARP, IPv4, ICMP echo; TCP goes to a handler."""
+
+    def __init__(
+        self,
+        config: InterfaceConfig,
+        transmit: Transmit,
+        *,
+        tcp_handler: TcpHandler | None = None,
+        on_arp_learn: LearnHook | None = None,
+        ident_start: int = 0,
+        arp_options: Mapping[str, float] | None = None,
+    ) -> None:
+        self.config = config
+        self.ip = config.host_ip
+        assert config.mac is not None  # __post_init__ fills it in
+        self.mac: str = config.mac
+        self.tcp_handler = tcp_handler
+        self._device_transmit = transmit
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "frames_received",
+                "bytes_received",
+                "frames_accepted",
+                "frames_dropped",
+                "frames_sent",
+                "bytes_sent",
+                "ipv4_received",
+                "ipv4_sent",
+                "icmp_echo_requests",
+                "icmp_echo_replies",
+                "tcp_segments_received",
+            ),
+            0,
+        )
+        self.drops: Counter[str] = Counter()
+        self.tx_drops: Counter[str] = Counter()
+        self.arp = ArpCache(
+            self.ip,
+            self.mac,
+            self._transmit,
+            on_learn=on_arp_learn,
+            counters=self.counters,
+            drops=self.drops,
+            tx_drops=self.tx_drops,
+            **(arp_options or {}),  # type: ignore[arg-type]
+        )
+        self._ident = ident_start & 0xFFFF
+        self._mask = _ip_int(config.netmask)
+        self._net = _ip_int(self.ip) & self._mask
+        self._subnet_broadcast = str(config.network.broadcast_address)
+        self._gateway = config.gateway
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def set_wakeup(self, wakeup: WakeupHook | None) -> None:
+        """Have ``wakeup(deadline)`` called whenever a new timer deadline appears."""
+        self.arp.wakeup = wakeup
+
+    def poll(self, now: float) -> None:
+        self.arp.poll(now)
+
+    def next_deadline(self) -> float | None:
+        return self.arp.next_deadline()
+
+    def drop(self, reason: str) -> None:
+        """Count a received frame as dropped (for handlers that reject it later)."""
+        self.drops[reason] += 1
+        self.counters["frames_dropped"] += 1
+
+    # -- input -----------------------------------------------------------------------
+
+    def receive(self, frame: bytes, now: float) -> None:
+        """Process one received Ethernet frame."""
+        self.counters["frames_received"] += 1
+        self.counters["bytes_received"] += len(frame)
+        reason = self._receive(frame, now)
+        if reason is None:
+            self.counters["frames_accepted"] += 1
+        else:
+            self.drop(reason)
+
+    def _receive(self, frame: bytes, now: float) -> str | None:
+        try:
+            eth = EthernetFrame.parse(frame)
+        except MalformedError as exc:
+            return f"ethernet_{exc.reason}"
+        if eth.dst != self.mac and eth.dst != BROADCAST_MAC:
+            return "multicast" if is_multicast_mac(eth.dst) else "not_our_mac"
+        if eth.ethertype == ETH_P_IPV4:
+            return self._receive_ipv4(eth.payload, now)
+        if eth.ethertype == ETH_P_ARP:
+            try:
+                arp = ArpPacket.parse(eth.payload)
+            except MalformedError as exc:
+                return f"arp_{exc.reason}"
+            return self.arp.handle(arp, now)
+        return "unsupported_ethertype"
+
+    def _receive_ipv4(self, data: bytes, now: float) -> str | None:
+        try:
+            ip = IPv4Packet.parse(data)
+        except MalformedError as exc:
+            return f"ipv4_{exc.reason}"
+        self.counters["ipv4_received"] += 1
+        if ip.dst != self.ip:
+            if ip.dst in (_LIMITED_BROADCAST, self._subnet_broadcast):
+                return "broadcast"
+            return "multicast" if 224 <= _first_octet(ip.dst) <= 239 else "not_for_us"
+        if self._martian_source(ip.src):
+            return "bad_source"
+        if ip.is_fragment:
+            return "fragment"  # no reassembly: our TCP never needs it (MSS < MTU)
+        if ip.ttl == 0:
+            return "ttl_zero"
+        if ip.proto == IpProto.TCP:
+            if self.tcp_handler is None:
+                return "no_tcp_handler"
+            self.counters["tcp_segments_received"] += 1
+            try:
+                self.tcp_handler(ip, ip.payload, now)
+            except MalformedError as exc:
+                return f"tcp_{exc.reason}"
+            return None
+        if ip.proto == IpProto.ICMP:
+            reply, reason = echo_reply(ip.payload)
+            if reply is None:
+                return reason
+            self.counters["icmp_echo_requests"] += 1
+            if self.send_ipv4(ip.src, IpProto.ICMP, reply, now):
+                self.counters["icmp_echo_replies"] += 1
+            return None
+        return "unsupported_protocol"
+
+    def _martian_source(self, src: str) -> bool:
+        first = _first_octet(src)
+        return (
+            src in (self.ip, self._subnet_broadcast, _LIMITED_BROADCAST)
+            or first == 0
+            or first == 127
+            or first >= 224
+        )
+
+    # -- output ----------------------------------------------------------------------
+
+    def next_hop(self, dst: str) -> str | None:
+        """``dst`` itself when on-link, else the gateway (None without one)."""
+        if _ip_int(dst) & self._mask == self._net:
+            return dst
+        return self._gateway
+
+    def send_ipv4(
+        self,
+        dst: str,
+        proto: int,
+        payload: bytes,
+        now: float,
+        *,
+        ttl: int | None = None,
+        tos: int = 0,
+        dont_fragment: bool = True,
+    ) -> bool:
+        """Send ``payload`` to ``dst``; False when it was dropped at once (counted)."""
+        packet = IPv4Packet(
+            self.ip,
+            dst,
+            proto,
+            payload,
+            ttl=self.config.ttl if ttl is None else ttl,
+            ident=self._ident,
+            tos=tos,
+            dont_fragment=dont_fragment,
+        ).build()
+        self._ident = (self._ident + 1) & 0xFFFF
+        if len(packet) > self.config.mtu:
+            self.tx_drops["too_big"] += 1
+            return False
+        self.counters["ipv4_sent"] += 1
+        if dst in (_LIMITED_BROADCAST, self._subnet_broadcast):
+            self._transmit(EthernetFrame(BROADCAST_MAC, self.mac, ETH_P_IPV4, packet).build())
+            return True
+        if dst == self.ip:
+            self.tx_drops["loopback"] += 1
+            return False
+        hop = self.next_hop(dst)
+        if hop is None:
+            self.tx_drops["no_route"] += 1
+            return False
+        self.arp.send_ipv4(hop, packet, now)
+        return True
+
+    def _transmit(self, frame: bytes) -> None:
+        if self._device_transmit(frame) is False:
+            self.tx_drops["device"] += 1
+            return
+        self.counters["frames_sent"] += 1
+        self.counters["bytes_sent"] += len(frame)
+
+
+def _first_octet(ip: str) -> int:
+    return int(ip[: ip.index(".")])

@@ -1,0 +1,196 @@
+"""TCP headers and options (RFC 9293, RFC 7323, RFC 2018).
+
+Sequence and acknowledgement numbers are plain ints 0..2**32-1; modular
+arithmetic belongs to ``seashard.tcp``. Options are parsed into fields; unknown
+kinds are skipped by their length and kept in ``unknown_options``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
+from .errors import MalformedError
+
+_HEADER = struct.Struct("!HHIIBBHHH")
+_PROTO_TCP = 6
+MAX_OPTIONS_LEN = 40
+
+
+class TcpFlags(enum.IntFlag):
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+class TcpOption(enum.IntEnum):
+    EOL = 0
+    NOP = 1
+    MSS = 2
+    WSCALE = 3
+    SACK_PERMITTED = 4
+    SACK = 5
+    TIMESTAMPS = 8
+
+
+# Exact lengths of the fixed-size options we understand.
+_FIXED_LEN = {
+    TcpOption.MSS: 4,
+    TcpOption.WSCALE: 3,
+    TcpOption.SACK_PERMITTED: 2,
+    TcpOption.TIMESTAMPS: 10,
+}
+
+
+def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: bytes) -> int:
+    """The checksum of ``segment`` (its checksum field zero) under the IPv4 pseudo-header."""
+    return internet_checksum(segment, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment)))
+
+
+@dataclass(slots=True)
+class TcpPacket:
+    """A TCP segment as on the wire: header fields, parsed options and payload."""
+
+    src_port: int
+    dst_port: int
+    seq: int = 0
+    ack: int = 0
+    flags: TcpFlags = TcpFlags(0)
+    window: int = 0
+    payload: bytes = b""
+    urgent: int = 0
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    timestamps: tuple[int, int] | None = None  # (TSval, TSecr)
+    unknown_options: tuple[tuple[int, bytes], ...] = ()
+    checksum: int = 0
+
+    @property
+    def ts_val(self) -> int | None:
+        return None if self.timestamps is None else self.timestamps[0]
+
+    @property
+    def ts_ecr(self) -> int | None:
+        return None if self.timestamps is None else self.timestamps[1]
+
+    @classmethod
+    def parse(
+        cls, data: bytes, src_ip: str | bytes, dst_ip: str | bytes, *, verify: bool = True
+    ) -> TcpPacket:
+        """Parse a segment carried from ``src_ip`` to ``dst_ip`` (the pseudo-header)."""
+        n = len(data)
+        if n < 20:
+            raise MalformedError("truncated", f"tcp header of {n} bytes")
+        sport, dport, seq, ack, off, flags, window, csum, urgent = _HEADER.unpack_from(data)
+        hlen = (off >> 4) * 4
+        if hlen < 20:
+            raise MalformedError("bad_header_length", f"data offset {hlen // 4}")
+        if hlen > n:
+            raise MalformedError("truncated", f"data offset {hlen} > {n} bytes")
+        if (
+            verify
+            and ones_complement_sum(data, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, n))
+            != 0xFFFF
+        ):
+            raise MalformedError("bad_checksum", "tcp")
+        seg = cls(sport, dport, seq, ack, TcpFlags(flags), window, bytes(data[hlen:]), urgent)
+        seg.checksum = csum
+        if hlen > 20:
+            seg._parse_options(data[20:hlen])
+        return seg
+
+    def _parse_options(self, opts: bytes) -> None:
+        unknown: list[tuple[int, bytes]] = []
+        i, n = 0, len(opts)
+        while i < n:
+            kind = opts[i]
+            if kind == TcpOption.EOL:
+                break
+            if kind == TcpOption.NOP:
+                i += 1
+                continue
+            if i + 1 >= n:
+                raise MalformedError("bad_option", f"kind {kind} without length")
+            length = opts[i + 1]
+            if length < 2 or i + length > n:
+                raise MalformedError("bad_option", f"kind {kind} length {length}")
+            body = opts[i + 2 : i + length]
+            fixed = _FIXED_LEN.get(kind)
+            if fixed is not None and length != fixed:
+                raise MalformedError("bad_option", f"kind {kind} length {length}")
+            if kind == TcpOption.MSS:
+                self.mss = int.from_bytes(body, "big")
+            elif kind == TcpOption.WSCALE:
+                self.wscale = body[0]
+            elif kind == TcpOption.SACK_PERMITTED:
+                self.sack_permitted = True
+            elif kind == TcpOption.TIMESTAMPS:
+                self.timestamps = struct.unpack("!II", body)
+            elif kind == TcpOption.SACK:
+                if (length - 2) % 8 or length == 2:
+                    raise MalformedError("bad_option", f"sack length {length}")
+                edges = struct.unpack(f"!{len(body) // 4}I", body)
+                self.sack_blocks = tuple(zip(edges[::2], edges[1::2], strict=True))
+            else:
+                unknown.append((kind, bytes(body)))
+            i += length
+        if unknown:
+            self.unknown_options = tuple(unknown)
+
+    def build_options(self) -> bytes:
+        """Options in Linux's layout (MSS, SACK-permitted+TS, NOP+WS, NOP NOP SACK), padded."""
+        out = bytearray()
+        if self.mss is not None:
+            out += struct.pack("!BBH", TcpOption.MSS, 4, self.mss)
+        if self.timestamps is not None:
+            if self.sack_permitted:
+                out += bytes((TcpOption.SACK_PERMITTED, 2))
+            else:
+                out += b"\x01\x01"
+            out += struct.pack("!BBII", TcpOption.TIMESTAMPS, 10, *self.timestamps)
+        elif self.sack_permitted:
+            out += bytes((1, 1, TcpOption.SACK_PERMITTED, 2))
+        if self.wscale is not None:
+            out += bytes((1, TcpOption.WSCALE, 3, self.wscale))
+        if self.sack_blocks:
+            out += bytes((1, 1, TcpOption.SACK, 2 + 8 * len(self.sack_blocks)))
+            for left, right in self.sack_blocks:
+                out += struct.pack("!II", left, right)
+        for kind, body in self.unknown_options:
+            out += bytes((kind, 2 + len(body))) + body
+        if len(out) % 4:
+            out += b"\x00" * (4 - len(out) % 4)
+        if len(out) > MAX_OPTIONS_LEN:
+            raise ValueError(f"tcp options of {len(out)} bytes exceed {MAX_OPTIONS_LEN}")
+        return bytes(out)
+
+    def build(self, src_ip: str | bytes, dst_ip: str | bytes) -> bytes:
+        """The segment bytes with a checksum computed under the pseudo-header."""
+        options = self.build_options()
+        hlen = 20 + len(options)
+        segment = bytearray(
+            _HEADER.pack(
+                self.src_port,
+                self.dst_port,
+                self.seq & 0xFFFFFFFF,
+                self.ack & 0xFFFFFFFF,
+                (hlen // 4) << 4,
+                int(self.flags) & 0xFF,
+                self.window,
+                0,
+                self.urgent,
+            )
+        )
+        segment += options
+        segment += self.payload
+        struct.pack_into("!H", segment, 16, tcp_checksum(src_ip, dst_ip, segment))
+        return bytes(segment)

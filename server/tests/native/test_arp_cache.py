@@ -1,0 +1,68 @@
+"""The ARP cache on its own: queue limits, table limits, what is never learned."""
+
+from native_helpers import OUR_IP, OUR_MAC, PEER_IP, PEER_MAC
+from scapy.layers.l2 import ARP, Ether
+
+from seashard.net.native.arp import ArpCache
+from seashard.wire.arp import ArpOp, ArpPacket
+
+
+def make(**options: float) -> tuple[ArpCache, list[bytes]]:
+    sent: list[bytes] = []
+    return ArpCache(OUR_IP, OUR_MAC, sent.append, **options), sent  # type: ignore[arg-type]
+
+
+def test_queue_is_bounded_oldest_dropped() -> None:
+    arp, sent = make(max_queued=2)
+    for i in range(4):
+        arp.send_ipv4(PEER_IP, bytes([i]) * 20, now=0.0)
+    assert arp.tx_drops == {"arp_queue_full": 2}
+    arp.learn(PEER_IP, PEER_MAC, now=0.1)
+    released = [Ether(f) for f in sent[1:]]
+    assert [bytes(p.payload)[:1] for p in released] == [b"\x02", b"\x03"]
+
+
+def test_table_is_bounded() -> None:
+    arp, _ = make(max_entries=3)
+    for i in range(5):
+        arp.learn(f"10.0.0.{10 + i}", PEER_MAC, now=0.0)
+    assert sorted(arp.entries(0.0)) == ["10.0.0.12", "10.0.0.13", "10.0.0.14"]
+
+
+def test_never_learns_our_address_or_group_macs() -> None:
+    arp, _ = make()
+    arp.learn(OUR_IP, PEER_MAC, 0.0)
+    arp.learn("0.0.0.0", PEER_MAC, 0.0)
+    arp.learn(PEER_IP, "01:00:5e:00:00:01", 0.0)
+    assert arp.entries(0.0) == {}
+
+
+def test_resolve_starts_one_resolution() -> None:
+    arp, sent = make()
+    assert arp.resolve(PEER_IP, 0.0) is None
+    assert arp.resolve(PEER_IP, 0.1) is None
+    assert len(sent) == 1 and Ether(sent[0])[ARP].pdst == PEER_IP
+    assert arp.pending() == [PEER_IP]
+    reply = ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP)
+    assert arp.handle(reply, 0.2) is None
+    assert arp.resolve(PEER_IP, 0.3) == PEER_MAC and arp.pending() == []
+
+
+def test_unsolicited_reply_for_us_is_learned_and_shared() -> None:
+    shared: list[tuple[str, str]] = []
+    arp, _ = make()
+    arp.on_learn = lambda ip, mac: shared.append((ip, mac))
+    arp.handle(ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP), 0.0)
+    assert shared == [(PEER_IP, PEER_MAC)]
+
+
+def test_wakeup_hook_gets_each_retry_deadline() -> None:
+    arp, _ = make(retry_interval=0.5)
+    deadlines: list[float] = []
+    arp.wakeup = deadlines.append
+    arp.resolve(PEER_IP, 10.0)
+    arp.poll(10.5)
+    arp.poll(11.0)
+    arp.poll(11.5)
+    assert deadlines == [10.5, 11.0, 11.5]
+    assert arp.next_deadline() is None
