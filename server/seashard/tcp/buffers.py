@@ -1,0 +1,95 @@
+"""Send and receive buffers.
+
+``SendBuffer`` keeps every byte the application handed over and the peer has not
+acknowledged yet (bytes in flight and bytes not yet sent), so retransmission can
+slice any range out of it.  ``RecvBuffer`` keeps in-order data the application
+has not read, as a list of chunks so that reading a whole segment costs no copy.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["RecvBuffer", "SendBuffer"]
+
+
+class SendBuffer:
+    __slots__ = ("_buf", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self._buf = bytearray()
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    @property
+    def space(self) -> int:
+        return max(0, self.capacity - len(self._buf))
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append as much of ``data`` as fits; return how many bytes were taken."""
+        n = min(len(data), self.capacity - len(self._buf))
+        if n <= 0:
+            return 0
+        self._buf += data if n == len(data) else data[:n]
+        return n
+
+    def peek(self, offset: int, n: int) -> bytes:
+        """Bytes ``[offset, offset + n)`` (from the oldest unacknowledged byte)."""
+        with memoryview(self._buf) as mv:
+            return mv[offset : offset + n].tobytes()
+
+    def consume(self, n: int) -> None:
+        """Drop ``n`` acknowledged bytes from the front (O(1) for a bytearray)."""
+        if n > 0:
+            del self._buf[:n]
+
+    def clear(self) -> None:
+        self._buf.clear()
+
+
+class RecvBuffer:
+    __slots__ = ("_chunks", "size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def append(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self.size += len(data)
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        if max_bytes is None or max_bytes >= self.size:
+            out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self.size = 0
+            return bytes(out)
+        if max_bytes <= 0:
+            return b""
+        parts: list[bytes] = []
+        need = max_bytes
+        while need:
+            c = chunks[0]
+            if len(c) <= need:
+                parts.append(c)
+                chunks.popleft()
+                need -= len(c)
+            else:
+                parts.append(c[:need])
+                chunks[0] = c[need:]
+                need = 0
+        self.size -= max_bytes
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.size = 0

@@ -1,0 +1,1259 @@
+"""One TCP connection's state machine, sans-IO.
+
+Segments in (``on_segment``), segments out (``segments_out``), deadlines out
+(``next_deadline``/``on_timer``); the clock is whatever ``now`` the caller
+passes.  Nothing here touches a socket, a file descriptor, an event loop or a
+clock.  Ports, addresses and checksums are the glue's business.
+
+Driving it (the glue): after *every* call (``on_segment``, ``on_timer``,
+``send``, ``recv``, ``close``, ``abort``) take ``segments_out()`` and transmit
+them, then re-arm one timer at ``next_deadline()``.  Wake readers when
+``readable``, writers when ``send_space > 0``; drop the connection from the
+table once ``is_closed`` (TIME-WAIT connections stay until ``time_wait_until``).
+
+What is implemented (RFC numbers are the references the code follows):
+
+* RFC 9293 state machine: active and passive open, simultaneous open and close,
+  half-close, every state from SYN-SENT to TIME-WAIT.  LISTEN is the caller's
+  (``listener.classify_listen`` + ``Connection.accept``).
+* Sequence numbers modulo 2**32 everywhere (``seq.py``).
+* RFC 5961: RST in window but not exactly at RCV.NXT, any SYN in a
+  synchronized state and ACKs outside [SND.UNA - MAX.SND.WND, SND.NXT] get a
+  challenge ACK, at most ``challenge_ack_limit`` per ``challenge_ack_interval``
+  per connection.
+* MSS option (536 when the peer sends none), RFC 7323 window scaling (only
+  when both SYNs carry it; never applied to SYN segments; our shift is capped
+  so one window unit is at most 1/8 of the receive buffer).
+* Receive window = free receive buffer, with receiver SWS avoidance and a
+  window update when the application reads enough (RFC 9293 3.8.6.2.2).
+* Sender SWS avoidance; Nagle optional (off by default, i.e. TCP_NODELAY).
+* RFC 6298 retransmission timer with Karn's rule, exponential backoff and a
+  retry limit; SYN retries; go-back-N after a timeout; RTO reset to 3 s after
+  a handshake that needed retransmission (RFC 6298 5.7).
+* NewReno (RFC 5681 + RFC 6582, "Impatient" timer variant, full-ACK deflation
+  option 1), RFC 6928 initial window by default, restart after idle (5681 4.1).
+* Delayed ACK (every second full-sized segment or after ``delayed_ack``;
+  immediate for out-of-order data, for data filling a gap, for data beyond the
+  window and for FIN).
+* Zero-window probing (one byte of new data, exponential backoff, probing goes
+  on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
+  2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
+
+Choices worth knowing:
+
+* TIME-WAIT: a retransmitted FIN is ACKed and restarts 2*MSL.  A new SYN
+  (no ACK) whose sequence number is above the old RCV.NXT ends the TIME-WAIT
+  (RFC 1122 4.2.2.13, RFC 6191 without timestamps): the connection goes CLOSED
+  with ``reopen_syn`` set, and the caller passes that SYN to its listener (with
+  an ISS above the old ``snd_max``).  Any other SYN gets a challenge ACK.
+  RSTs are ignored in TIME-WAIT (RFC 1337) unless ``rfc1337=False``.
+* SACK and timestamps: neither offered nor used; the Segment fields exist.
+  URG is ignored.  Data carried on a SYN is not accepted (the peer resends it).
+* The ACK field of an old duplicate segment (or of a segment refused by a zero
+  window) is still processed, after the RFC 5961 ACK check; the segment's data
+  is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.
+* A peer answering retransmissions with a zero window does not use up the
+  retry limit (as Linux), as long as it keeps answering.
+* ``close()`` is a half-close (FIN after the queued data; receiving goes on);
+  ``abort()`` sends RST.  A RST received leaves unread data readable.
+* ``error`` values: "connection reset", "connection refused", "timed out",
+  "connection aborted" (after our own ``abort()``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .buffers import RecvBuffer, SendBuffer
+from .congestion import NewReno
+from .listener import rst_for
+from .reassembly import Reassembler
+from .rtt import RttEstimator
+from .segment import Flags, Segment
+from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+
+__all__ = ["Connection", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+MAX_WSCALE = 14  # RFC 7323 2.3
+MIN_MSS = 64  # floor for a peer's absurdly small MSS option
+
+# Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
+_FIN = int(Flags.FIN)
+_SYN = int(Flags.SYN)
+_RST = int(Flags.RST)
+_PSH = int(Flags.PSH)
+_ACK = int(Flags.ACK)
+_FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machinery
+
+
+class State(enum.Enum):
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECEIVED = "SYN_RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN_WAIT_1"
+    FIN_WAIT_2 = "FIN_WAIT_2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+    CLOSED = "CLOSED"
+
+
+_S = State
+# States past the handshake (the "synchronized" states of RFC 9293).
+_SYNCHRONIZED = frozenset(
+    {
+        _S.ESTABLISHED,
+        _S.FIN_WAIT_1,
+        _S.FIN_WAIT_2,
+        _S.CLOSE_WAIT,
+        _S.CLOSING,
+        _S.LAST_ACK,
+        _S.TIME_WAIT,
+    }
+)
+# States in which we may still (re)transmit data or our FIN.
+_SENDING = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.CLOSING, _S.LAST_ACK})
+# States in which the peer may still send us data.
+_RECEIVING = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})
+# States in which the application may still queue data.
+_WRITABLE = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
+
+
+class TcpStateError(RuntimeError):
+    """The application asked for something the connection's state forbids
+    (``send`` after ``close``, or on a reset/closed connection)."""
+
+
+@dataclass
+class TcpConfig:
+    mss: int = 1460  # what we announce and the most we send
+    recv_buffer: int = 256 * 1024
+    send_buffer: int = 256 * 1024
+    wscale: int | None = 7  # our window-scale shift; None: don't offer the option
+    rto_initial: float = 1.0
+    rto_min: float = 1.0
+    rto_max: float = 60.0
+    max_retries: int = 8  # retransmissions of one segment before "timed out"
+    syn_retries: int = 5  # SYN / SYN-ACK retransmissions before giving up
+    msl: float = 30.0  # TIME-WAIT lasts 2 * msl
+    delayed_ack: float = 0.04  # 0 disables delayed ACKs
+    keepalive_idle: float | None = None  # None: no keepalive
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    nagle: bool = False
+    initial_cwnd: int | None = None  # bytes; None: RFC 6928 min(10*MSS, max(2*MSS, 14600))
+    challenge_ack_limit: int = 10  # challenge ACKs per interval (RFC 5961 7)
+    challenge_ack_interval: float = 1.0
+    rfc1337: bool = True  # ignore RST in TIME-WAIT (RFC 1337); False: RST closes it
+    fin_wait_2_timeout: float | None = None  # None: FIN-WAIT-2 waits for the peer forever
+
+    def __post_init__(self) -> None:
+        if not MIN_MSS <= self.mss <= 65495:
+            raise ValueError(f"mss {self.mss} out of range")
+        if self.wscale is not None and not 0 <= self.wscale <= MAX_WSCALE:
+            raise ValueError(f"wscale {self.wscale} out of range 0..{MAX_WSCALE}")
+        if self.recv_buffer <= 0 or self.send_buffer <= 0:
+            raise ValueError("buffer sizes must be positive")
+        if self.recv_buffer > 1 << 30:
+            raise ValueError("recv_buffer above 2**30 cannot be advertised")
+        if not 0 < self.rto_min <= self.rto_max:
+            raise ValueError("need 0 < rto_min <= rto_max")
+
+
+@dataclass(slots=True)
+class TcpStats:
+    segments_in: int = 0
+    segments_out: int = 0
+    bytes_in: int = 0  # payload delivered in order to the receive buffer
+    bytes_out: int = 0  # payload sent for the first time
+    bytes_retransmitted: int = 0
+    retransmits: int = 0  # segments sent again (timeout, fast retransmit, partial ACK)
+    timeouts: int = 0  # retransmission-timer expiries
+    fast_retransmits: int = 0
+    dup_acks: int = 0  # duplicate ACKs received (RFC 5681 definition)
+    dup_segments: int = 0  # old (already received) data or FIN received
+    ooo_segments: int = 0  # segments queued out of order
+    challenge_acks: int = 0
+    challenge_acks_suppressed: int = 0
+    probes: int = 0  # zero-window probes
+    keepalives: int = 0  # keepalive probes
+    window_updates: int = 0  # ACKs sent because the application read data
+    rtt_samples: int = 0
+
+
+class Connection:
+    """One TCP connection.  Create with :meth:`connect` (active open) or
+    :meth:`accept` (passive open from a SYN received on a listener)."""
+
+    # ------------------------------------------------------------------ creation
+
+    def __init__(self, iss: int, now: float, config: TcpConfig | None, passive: bool) -> None:
+        cfg = config if config is not None else TcpConfig()
+        self.config = cfg
+        self.state = State.CLOSED
+        self.passive = passive
+        self.error: str | None = None
+        self.stats = TcpStats()
+        self.created = now
+        iss &= SEQ_MASK
+        self.iss = iss
+        self.irs = 0
+        # Send sequence space.
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss  # one past the highest sequence number ever sent
+        self.snd_wnd = 0  # peer's window in bytes (scaled)
+        self.snd_wl1 = 0
+        self.snd_wl2 = iss
+        self.max_snd_wnd = 0
+        # Receive sequence space.
+        self.rcv_nxt = 0
+        self._rcv_adv = 0  # right edge of the window we last advertised
+        self._rcv_off = 0  # stream offset of rcv_nxt (bytes delivered in order)
+        # Options.
+        self.mss = cfg.mss  # effective send MSS
+        self.peer_mss: int | None = None
+        self.snd_shift = 0  # shift applied to the peer's advertised windows
+        self.rcv_shift = 0  # shift applied to the windows we advertise
+        self.wscale_ok = False
+        # Buffers.
+        self._sbuf = SendBuffer(cfg.send_buffer)
+        self._sbuf_seq = seq_add(iss, 1)  # sequence number of _sbuf's first byte
+        self._fin_queued = False
+        self._rbuf = RecvBuffer()
+        self._reasm = Reassembler()
+        self.fin_received = False
+        self.was_established = False
+        # Timers and their companions.
+        self._rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self._cc = NewReno(self.mss, recover=iss, iw=cfg.initial_cwnd)
+        self._rtx_deadline: float | None = None
+        self._retries = 0
+        self._syn_rtx = False  # the SYN (or SYN-ACK) was sent more than once
+        self._rtt_seq: int | None = None  # Karn: ACK at/after this ends the timed segment
+        self._rtt_time = 0.0
+        self._persist_deadline: float | None = None
+        self._persist_backoff = 0
+        self._probe_end: int | None = None  # end of an outstanding zero-window probe byte
+        self._probes_unanswered = 0
+        self._delack_deadline: float | None = None
+        self._ack_now = False
+        self._rx_unacked = 0  # bytes received since we last sent an ACK
+        self._rcv_mss = min(cfg.mss, DEFAULT_MSS)  # largest segment seen from the peer
+        self._ka_deadline: float | None = None
+        self._ka_probes = 0
+        # Per-connection copies of the options an application may change.
+        self.nagle = cfg.nagle
+        self.keepalive_idle = cfg.keepalive_idle
+        self.keepalive_interval = cfg.keepalive_interval
+        self.keepalive_count = cfg.keepalive_count
+        self._fw2_deadline: float | None = None
+        self.time_wait_until: float | None = None
+        self._last_rx = now
+        self._last_send = now
+        self._ch_start = now - cfg.challenge_ack_interval
+        self._ch_count = 0
+        # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
+        self.reopen_syn: Segment | None = None
+        self._out: list[Segment] = []
+
+    @classmethod
+    def connect(cls, iss: int, now: float, config: TcpConfig | None = None) -> Connection:
+        """Active open: the connection starts in SYN-SENT with its SYN queued."""
+        c = cls(iss, now, config, passive=False)
+        c.state = State.SYN_SENT
+        c._send_syn(now, retransmit=False)
+        return c
+
+    @classmethod
+    def accept(
+        cls, syn: Segment, iss: int, now: float, config: TcpConfig | None = None
+    ) -> Connection:
+        """Passive open from a SYN that reached a listener: SYN-RECEIVED, SYN-ACK queued.
+        Data or FIN carried by the SYN are not accepted (the peer will resend them)."""
+        if (syn.flags & (_SYN | _ACK | _RST)) != _SYN:
+            raise ValueError(f"not a connection request: {syn}")
+        c = cls(iss, now, config, passive=True)
+        c.stats.segments_in += 1
+        c._take_syn(syn)
+        c.state = State.SYN_RECEIVED
+        c._send_syn(now, retransmit=False)
+        return c
+
+    # ------------------------------------------------------------ app-facing state
+
+    @property
+    def is_established(self) -> bool:
+        """The handshake completed and the connection is not closed (any synchronized state)."""
+        return self.state in _SYNCHRONIZED
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def readable(self) -> bool:
+        """``recv()`` would return data, or EOF/an error is there to be seen."""
+        return self._rbuf.size > 0 or self.fin_received or self.state is State.CLOSED
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN arrived and every byte before it has been read."""
+        return self.fin_received and self._rbuf.size == 0
+
+    @property
+    def unread(self) -> int:
+        return self._rbuf.size
+
+    @property
+    def send_space(self) -> int:
+        if self._fin_queued or self.state not in _WRITABLE:
+            return 0
+        return self._sbuf.space
+
+    @property
+    def writable(self) -> bool:
+        return self.send_space > 0
+
+    @property
+    def unsent(self) -> int:
+        """Queued bytes not yet transmitted."""
+        return max(0, len(self._sbuf) - seq_diff(self.snd_nxt, self._sbuf_seq))
+
+    @property
+    def bytes_in_flight(self) -> int:
+        return seq_diff(self.snd_max, self.snd_una)
+
+    @property
+    def all_sent_acked(self) -> bool:
+        """Everything the application queued (and our FIN, if sent) is acknowledged."""
+        return not len(self._sbuf) and self.snd_una == self.snd_max and self._probe_end is None
+
+    @property
+    def fin_acked(self) -> bool:
+        return self._fin_queued and seq_gt(self.snd_una, self._fin_seq)
+
+    @property
+    def cwnd(self) -> int:
+        return self._cc.cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        return self._cc.ssthresh
+
+    @property
+    def in_recovery(self) -> bool:
+        return self._cc.in_recovery
+
+    @property
+    def srtt(self) -> float | None:
+        return self._rtt.srtt
+
+    @property
+    def rttvar(self) -> float | None:
+        return self._rtt.rttvar
+
+    @property
+    def rto(self) -> float:
+        return self._rtt.rto
+
+    @property
+    def rcv_wnd(self) -> int:
+        """Receive window currently offered to the peer (bytes beyond rcv_nxt)."""
+        return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
+
+    @property
+    def _fin_seq(self) -> int:
+        return seq_add(self._sbuf_seq, len(self._sbuf))
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.state.name} snd_una={self.snd_una} snd_nxt={self.snd_nxt} "
+            f"snd_max={self.snd_max} snd_wnd={self.snd_wnd} rcv_nxt={self.rcv_nxt} "
+            f"rcv_wnd={self.rcv_wnd} cwnd={self.cwnd} error={self.error!r}>"
+        )
+
+    # --------------------------------------------------------------- app calls
+
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        """Queue as much of ``data`` as the send buffer takes; returns that count
+        (0 when full: wait for ``send_space``).  Transmits at once what the
+        windows allow."""
+        if self._fin_queued or self.state not in _WRITABLE:
+            raise TcpStateError(self.error or "connection closing")
+        n = self._sbuf.write(data)
+        if n and self.state in _SENDING:
+            self._output(now)
+        return n
+
+    def recv(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
+        """Take up to ``max_bytes`` (all, when None) in-order received bytes.
+        Returns b"" when nothing is buffered (check ``at_eof``/``error``).
+        Reading may queue a window update."""
+        rbuf = self._rbuf
+        if not rbuf.size:
+            return b""
+        data = rbuf.read(max_bytes)
+        if self.state in _RECEIVING and not self.fin_received:
+            self._maybe_window_update()
+        return data
+
+    def close(self, now: float) -> None:
+        """The CLOSE call: our FIN follows the queued data.  Receiving continues
+        (half-close) until the peer's FIN.  Idempotent."""
+        st = self.state
+        if st is State.SYN_SENT:
+            self._set_closed(None)
+            return
+        if self._fin_queued or st not in _WRITABLE:
+            return
+        self._fin_queued = True
+        if st is State.ESTABLISHED:
+            self.state = State.FIN_WAIT_1
+        elif st is State.CLOSE_WAIT:
+            self.state = State.LAST_ACK
+        # SYN-RECEIVED: the FIN goes out once the handshake completes.
+        if self.state in _SENDING:
+            self._output(now)
+
+    def abort(self, now: float) -> None:
+        """The ABORT call: send RST (when the peer knows the connection), go to CLOSED."""
+        st = self.state
+        if st is State.CLOSED:
+            return
+        if st in (
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.FIN_WAIT_1,
+            State.FIN_WAIT_2,
+            State.CLOSE_WAIT,
+        ):
+            self._emit(self.snd_max, _RST | _ACK)
+        self._set_closed("connection aborted")
+
+    def set_nagle(self, enabled: bool) -> None:
+        """Nagle's algorithm on (True) or off (False, like TCP_NODELAY)."""
+        self.nagle = enabled
+
+    def set_keepalive(
+        self,
+        idle: float | None,
+        now: float,
+        interval: float | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Keepalive after ``idle`` seconds without a segment from the peer, then
+        ``count`` probes ``interval`` apart, then "timed out".  ``idle=None`` turns it off."""
+        self.keepalive_idle = idle
+        if interval is not None:
+            self.keepalive_interval = interval
+        if count is not None:
+            self.keepalive_count = count
+        if idle is None:
+            self._ka_deadline = None
+            self._ka_probes = 0
+        elif self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            self._ka_probes = 0
+            self._ka_deadline = max(self._last_rx + idle, now)
+
+    def segments_out(self) -> list[Segment]:
+        """Take the segments that must be sent now, in order."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``on_timer`` must next be called (None: no timer running)."""
+        if self.state is State.TIME_WAIT:
+            return self.time_wait_until
+        best: float | None = None
+        for d in (
+            self._rtx_deadline,
+            self._persist_deadline,
+            self._delack_deadline,
+            self._ka_deadline,
+            self._fw2_deadline,
+        ):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def on_timer(self, now: float) -> None:
+        """Run every timer that is due at ``now`` (calling early does nothing)."""
+        st = self.state
+        if st is State.CLOSED:
+            return
+        if st is State.TIME_WAIT:
+            if self.time_wait_until is not None and now >= self.time_wait_until:
+                self._set_closed(None)
+            return
+        if self._fw2_deadline is not None and now >= self._fw2_deadline:
+            self._set_closed(None)
+            return
+        if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._on_rto(now)
+            if self.state is State.CLOSED:
+                return
+        if self._persist_deadline is not None and now >= self._persist_deadline:
+            self._on_persist(now)
+            if self.state is State.CLOSED:
+                return
+        if self._ka_deadline is not None and now >= self._ka_deadline:
+            self._on_keepalive(now)
+            if self.state is State.CLOSED:
+                return
+        if self._delack_deadline is not None and now >= self._delack_deadline:
+            self._delack_deadline = None
+            self._ack_now = True
+        self._output(now)
+
+    # ------------------------------------------------------------ segment input
+
+    def on_segment(self, seg: Segment, now: float) -> None:
+        """Process one arriving segment (RFC 9293 3.10.7)."""
+        self.stats.segments_in += 1
+        st = self.state
+        if st is State.CLOSED:
+            rst = rst_for(seg)
+            if rst is not None:
+                self._out.append(rst)
+                self.stats.segments_out += 1
+            return
+        if st is State.SYN_SENT:
+            self._on_syn_sent(seg, now)
+        elif st is State.TIME_WAIT:
+            self._on_time_wait(seg, now)
+            return
+        else:
+            self._on_synchronized(seg, now)
+        if self.state is not State.CLOSED:
+            self._output(now)
+
+    def _on_syn_sent(self, seg: Segment, now: float) -> None:
+        flags = int(seg.flags)
+        ack_ok = False
+        if flags & _ACK:
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not flags & _RST:
+                    self._emit(seg.ack, _RST)
+                return
+            ack_ok = True
+        if flags & _RST:
+            if ack_ok:
+                self._set_closed("connection refused")
+            return
+        if not flags & _SYN:
+            return
+        self._take_syn(seg)
+        self._rcv_adv = seq_add(self.rcv_nxt, min(self.config.recv_buffer, 0xFFFF))
+        self._last_rx = now
+        if ack_ok:
+            # SYN-ACK: our SYN is acknowledged (its window is not scaled).
+            self._ack_advance(seg.ack, now)
+            self._establish(now)
+            self._ack_now = True
+            if seg.payload or flags & _FIN:
+                self._process_text(seq_add(seg.seq, 1), seg.payload, bool(flags & _FIN), now)
+        else:
+            # Simultaneous open: answer with SYN-ACK (our SYN again, now acking theirs).
+            self.state = State.SYN_RECEIVED
+            self._send_syn(now, retransmit=True)
+
+    def _on_synchronized(self, seg: Segment, now: float) -> None:
+        """SYN-RECEIVED and every synchronized state except TIME-WAIT."""
+        flags = int(seg.flags)
+        seq = seg.seq
+        payload = seg.payload
+        st = self.state
+        wnd = seg.window << self.snd_shift
+        if flags & _SYN:
+            if st is State.SYN_RECEIVED and seq == self.irs and not flags & _RST:
+                if not flags & _ACK:
+                    # The peer retransmitted its SYN: our SYN-ACK was lost.
+                    self._send_syn(now, retransmit=True)
+                    return
+                # Simultaneous open: the peer's SYN-ACK completes our handshake.
+                # Go on with the SYN stripped; a SYN's window is never scaled.
+                seq = seq_add(seq, 1)
+                flags &= ~_SYN
+                wnd = seg.window
+            else:
+                # RFC 5961 4.2: any SYN in a synchronized state, whatever its sequence number.
+                self._challenge_ack(now)
+                return
+
+        rcv_nxt = self.rcv_nxt
+        rcv_wnd = seq_diff(self._rcv_adv, rcv_nxt)
+        if rcv_wnd < 0:
+            rcv_wnd = 0
+        off = seq_diff(seq, rcv_nxt)
+
+        if flags & _RST:
+            # RFC 5961 3.2: exactly RCV.NXT resets; elsewhere in the window: challenge ACK.
+            if off == 0:
+                self._on_rst()
+            elif 0 < off < rcv_wnd:
+                self._challenge_ack(now)
+            return
+
+        plen = len(payload)
+        fin = bool(flags & _FIN)
+        seg_len = plen + fin
+        # RFC 9293 3.10.7.4, first check: sequence number acceptability.
+        if seg_len == 0:
+            acceptable = off == 0 if rcv_wnd == 0 else 0 <= off < rcv_wnd
+        elif rcv_wnd == 0:
+            # Zero window: only a bare FIN at RCV.NXT (it needs no buffer space).
+            acceptable = off == 0 and plen == 0
+        else:
+            last = off + seg_len - 1
+            acceptable = 0 <= off < rcv_wnd or 0 <= last < rcv_wnd
+        if not acceptable:
+            if off < 0 and seg_len:
+                self.stats.dup_segments += 1
+            # Old duplicates and zero-window probes still carry a valid ACK field:
+            # use it (RFC 9293 3.10.7.4 "special allowance"; RFC 5961 5.2 checks it).
+            if off <= 0 and flags & _ACK and st is not State.SYN_RECEIVED:
+                self._last_rx = now
+                self._process_ack(seg, seq, wnd, flags, now)
+                if self.state is State.CLOSED:
+                    return
+            self._ack_now = True
+            return
+
+        if not flags & _ACK:
+            return
+        self._last_rx = now
+        self._probes_unanswered = 0
+        if self._ka_deadline is not None or self._ka_probes:
+            self._ka_reset(now)
+        if st is State.SYN_RECEIVED:
+            ack = seg.ack
+            if seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max):
+                self.snd_wnd = wnd
+                self.snd_wl1 = seq
+                self.snd_wl2 = ack
+                self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+                self._ack_advance(ack, now)
+                self._establish(now)
+            else:
+                self._emit(ack, _RST)
+                return
+        elif not self._process_ack(seg, seq, wnd, flags, now):
+            return
+
+        if plen or fin:
+            if self.state in _RECEIVING:
+                self._process_text(seq, payload, fin, now)
+            else:
+                # Data or FIN after the peer's FIN: cannot happen legitimately; re-ACK.
+                self._ack_now = True
+
+    def _on_time_wait(self, seg: Segment, now: float) -> None:
+        flags = int(seg.flags)
+        if flags & _RST:
+            if self.config.rfc1337:
+                return  # RFC 1337: a RST must not cut TIME-WAIT short
+            off = seq_diff(seg.seq, self.rcv_nxt)
+            if off == 0:
+                self._set_closed(None)
+            elif 0 < off < self.rcv_wnd:
+                self._challenge_ack(now)
+            return
+        if flags & _SYN:
+            if not flags & _ACK and seq_gt(seg.seq, self.rcv_nxt):
+                # RFC 9293 3.6.1 / RFC 1122 4.2.2.13 (RFC 6191 without timestamps):
+                # a new incarnation may reuse the 4-tuple if its ISN is above the
+                # old RCV.NXT.  This connection ends; the caller hands ``reopen_syn``
+                # to its listener (with an ISS above our snd_max).
+                self.reopen_syn = seg
+                self._set_closed(None)
+                return
+            self._challenge_ack(now)
+            return
+        if flags & _FIN and seq_add(seg.seq, seg.seg_len) == self.rcv_nxt:
+            # Retransmitted FIN: our last ACK was lost.  ACK again, restart 2*MSL.
+            self.time_wait_until = now + 2 * self.config.msl
+            self.stats.dup_segments += 1
+            self._emit_ack()
+            return
+        if seg.seg_len:
+            self._emit_ack()
+
+    # ------------------------------------------------------------- ACK processing
+
+    def _process_ack(self, seg: Segment, seq: int, wnd: int, flags: int, now: float) -> bool:
+        """RFC 9293 3.10.7.4 fifth check (with RFC 5961 5.2).  Returns False when
+        the segment must be dropped (or the connection closed)."""
+        ack = seg.ack
+        una = self.snd_una
+        limit = self.snd_max
+        if self._probe_end is not None and seq_gt(self._probe_end, limit):
+            limit = self._probe_end
+        if seq_gt(ack, limit) or seq_lt(ack, seq_add(una, -self.max_snd_wnd)):
+            self._challenge_ack(now)
+            return False
+        if ack != una:
+            if seq_gt(ack, una):
+                self._ack_advance(ack, now)
+        elif (
+            not seg.payload
+            and not flags & (_SYN | _FIN)
+            and wnd == self.snd_wnd
+            and self.snd_max != una
+            and self._probe_end is None
+            and self.state in _SENDING
+        ):
+            self.stats.dup_acks += 1
+            flight = seq_diff(self.snd_max, una)
+            if self._cc.on_dup_ack(ack, flight, self.snd_max):
+                self.stats.fast_retransmits += 1
+                self._retransmit_first(now)
+        # Window update (RFC 9293: SND.WL1/SND.WL2 rule), only for ACKs >= SND.UNA.
+        if seq_ge(ack, self.snd_una):
+            wl1 = self.snd_wl1
+            if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+                self.snd_wnd = wnd
+                self.snd_wl1 = seq
+                self.snd_wl2 = ack
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+                if wnd and self._persist_deadline is not None:
+                    self._persist_deadline = None
+                    self._persist_backoff = 0
+        return self.state is not State.CLOSED
+
+    def _ack_advance(self, ack: int, now: float) -> None:
+        """SND.UNA moves to ``ack``: free acked data, sample RTT, congestion control,
+        timers, and the state changes that our FIN's acknowledgment brings."""
+        sbuf = self._sbuf
+        nbytes = seq_diff(ack, self._sbuf_seq)
+        if nbytes > len(sbuf):
+            nbytes = len(sbuf)
+        if nbytes > 0:
+            sbuf.consume(nbytes)
+            self._sbuf_seq = seq_add(self._sbuf_seq, nbytes)
+        self.snd_una = ack
+        if self._probe_end is not None and seq_ge(ack, self._probe_end):
+            self._probe_end = None
+        if seq_gt(ack, self.snd_max):
+            self.snd_max = ack  # the zero-window probe byte was accepted
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        self._retries = 0
+        self._probes_unanswered = 0
+        self._persist_backoff = 0
+        # Karn: only a segment never retransmitted is timed.
+        if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+            self._rtt.sample(now - self._rtt_time)
+            self.stats.rtt_samples += 1
+            self._rtt_seq = None
+        restart = True
+        if nbytes > 0 and self.was_established:
+            flight_after = seq_diff(self.snd_max, ack)
+            retransmit, restart = self._cc.on_new_ack(nbytes, ack, flight_after)
+            if retransmit:
+                self._retransmit_first(now)
+        else:
+            self._cc.dup_acks = 0
+        if ack == self.snd_max and self._probe_end is None:
+            self._rtx_deadline = None  # RFC 6298 5.2
+        elif restart or self._rtx_deadline is None:
+            self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
+        if self._fin_queued and seq_gt(ack, self._fin_seq):
+            st = self.state
+            if st is State.FIN_WAIT_1:
+                self.state = State.FIN_WAIT_2
+                if self.config.fin_wait_2_timeout is not None:
+                    self._fw2_deadline = now + self.config.fin_wait_2_timeout
+            elif st is State.CLOSING:
+                self._enter_time_wait(now)
+            elif st is State.LAST_ACK:
+                self._set_closed(None)
+
+    # ------------------------------------------------------------ data receiving
+
+    def _process_text(self, seq: int, payload: bytes, fin: bool, now: float) -> None:
+        """RFC 9293 3.10.7.4 seventh and eighth checks: segment text and FIN."""
+        rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
+        if rcv_wnd < 0:
+            rcv_wnd = 0
+        off = seq_diff(seq, self.rcv_nxt)
+        plen = len(payload)
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # a memoryview into a frame must not be kept
+        if off < 0:
+            cut = -off
+            if cut > plen:
+                fin = False  # that FIN was already received
+            self.stats.dup_segments += 1
+            payload = payload[cut:] if cut < plen else b""
+            plen = len(payload)
+            off = 0
+        if off + plen > rcv_wnd:
+            # Beyond the window: keep what fits; the FIN after it is not accepted.
+            keep = rcv_wnd - off
+            payload = payload[:keep] if keep > 0 else b""
+            plen = len(payload)
+            fin = False
+            self._ack_now = True  # tell the sender at once where the window ends
+        if not plen and not fin:
+            self._ack_now = True
+            return
+        reasm = self._reasm
+        if off:
+            # Out of order: hold it, and send a duplicate ACK at once (RFC 5681 4.2).
+            self.stats.ooo_segments += 1
+            if plen:
+                reasm.insert(self._rcv_off + off, payload)
+            if fin:
+                reasm.fin_offset = self._rcv_off + off + plen
+            self._ack_now = True
+            return
+        had_gap = bool(reasm)
+        if plen:
+            self._deliver(payload)
+            if plen > self._rcv_mss:
+                self._rcv_mss = min(plen, self.config.mss)
+        if had_gap:
+            for chunk in reasm.pop_ready(self._rcv_off):
+                self._deliver(chunk)
+            if reasm.fin_offset is not None and reasm.fin_offset == self._rcv_off:
+                fin = True
+            self._ack_now = True  # a segment that fills (part of) a gap is ACKed at once
+        if fin:
+            self._on_fin(now)
+            return
+        self._rx_unacked += plen
+        if self._rx_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
+            self._ack_now = True
+        elif self._delack_deadline is None and not self._ack_now:
+            self._delack_deadline = now + self.config.delayed_ack
+
+    def _deliver(self, data: bytes) -> None:
+        n = len(data)
+        self._rbuf.append(data)
+        self.rcv_nxt = (self.rcv_nxt + n) & SEQ_MASK
+        self._rcv_off += n
+        self.stats.bytes_in += n
+
+    def _on_fin(self, now: float) -> None:
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.fin_received = True
+        self._reasm.clear()
+        self._ack_now = True
+        st = self.state
+        if st is State.ESTABLISHED:
+            self.state = State.CLOSE_WAIT
+        elif st is State.FIN_WAIT_1:
+            if self.fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = State.CLOSING
+        elif st is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _maybe_window_update(self) -> None:
+        """After the application read: send an ACK now if the window can open
+        significantly (the receiver-side SWS rule allows moving the right edge,
+        and the new window is at least twice what the peer currently sees)."""
+        cap = self.config.recv_buffer
+        free = cap - self._rbuf.size
+        limit = 0xFFFF << self.rcv_shift
+        if free > limit:
+            free = limit
+        cur = seq_diff(self._rcv_adv, self.rcv_nxt)
+        if cur < 0:
+            cur = 0
+        if free - cur >= min(cap // 2, self.mss) and free >= 2 * cur:
+            self.stats.window_updates += 1
+            self._emit_ack()
+
+    # ------------------------------------------------------------------ output
+
+    def _output(self, now: float) -> None:
+        st = self.state
+        sent = False
+        if st in _SENDING:
+            sent = self._send_data(now)
+        if self._ack_now and not sent and st is not State.CLOSED and st is not State.SYN_SENT:
+            self._emit_ack()
+
+    def _send_data(self, now: float) -> bool:
+        """Send what the windows allow; returns True if a segment (with ACK) went out."""
+        sent = False
+        sbuf = self._sbuf
+        total = len(sbuf)
+        mss = self.mss
+        cc = self._cc
+        nagle = self.nagle
+        if (
+            total
+            and self.snd_max == self.snd_una
+            and now - self._last_send > self._rtt.rto
+            and self.was_established
+        ):
+            cc.on_idle()  # RFC 5681 4.1: restart from the initial window after idling
+        avail = 0
+        wnd_room = 0
+        while True:
+            off = seq_diff(self.snd_nxt, self._sbuf_seq)
+            avail = total - off
+            wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
+            if avail > 0:
+                in_flight = seq_diff(self.snd_nxt, self.snd_una)
+                room = cc.cwnd - in_flight
+                if wnd_room < room:
+                    room = wnd_room
+                n = mss
+                if avail < n:
+                    n = avail
+                if room < n:
+                    n = room
+                if n <= 0:
+                    break
+                if n < mss and in_flight > 0:
+                    # Sender SWS avoidance: a short segment that does not empty the
+                    # queue waits unless it is at least half the largest window seen.
+                    if n < avail and n < self.max_snd_wnd // 2:
+                        break
+                    if nagle:
+                        break
+                flags = _ACK
+                if n == avail:
+                    flags |= _PSH
+                    if self._fin_queued:
+                        flags |= _FIN
+                seq = self.snd_nxt
+                self._emit_data(seq, flags, sbuf.peek(off, n), now)
+                self.snd_nxt = seq_add(seq, n + (1 if flags & _FIN else 0))
+                sent = True
+                if flags & _FIN:
+                    break
+            elif avail == 0 and self._fin_queued:
+                seq = self.snd_nxt
+                self._emit_data(seq, _ACK | _FIN, b"", now)
+                self.snd_nxt = seq_add(seq, 1)
+                sent = True
+                break
+            else:
+                break
+        if (
+            avail > 0
+            and wnd_room <= 0
+            and self.snd_una == self.snd_max
+            and self._persist_deadline is None
+        ):
+            # Peer's window is closed and nothing is in flight: probe it.
+            self._rtx_deadline = None
+            self._persist_deadline = now + self._persist_interval()
+        elif (
+            self.snd_una != self.snd_max
+            and self._rtx_deadline is None
+            and self._persist_deadline is None
+        ):
+            self._rtx_deadline = now + self._rtt.rto
+        return sent
+
+    def _emit_data(self, seq: int, flags: int, payload: bytes, now: float) -> None:
+        """Emit a data and/or FIN segment; bookkeeping for retransmissions and RTT."""
+        n = len(payload)
+        end = seq_add(seq, n + (1 if flags & _FIN else 0))
+        stats = self.stats
+        if seq_lt(seq, self.snd_max):
+            stats.retransmits += 1
+            stats.bytes_retransmitted += n
+            self._rtt_seq = None  # Karn's rule
+        else:
+            stats.bytes_out += n
+            if self._rtt_seq is None:
+                self._rtt_seq = end
+                self._rtt_time = now
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        if self._rtx_deadline is None:
+            self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.1
+        self._last_send = now
+        self._emit(seq, flags, payload)
+
+    def _retransmit_first(self, now: float) -> int:
+        """Send the first unacknowledged segment again (fast retransmit, partial ACK,
+        timeout).  Returns the sequence number after it."""
+        una = self.snd_una
+        off = seq_diff(una, self._sbuf_seq)
+        sent = seq_diff(self.snd_max, self._sbuf_seq)  # data (+FIN) ever sent
+        queued = len(self._sbuf) - off
+        n = min(self.mss, queued, max(sent - off, 0))
+        if n <= 0 and queued > 0:
+            n = min(self.mss, queued)  # window probe situation: nothing was sent yet
+        flags = _ACK
+        if n == queued and self._fin_queued:
+            flags |= _FIN
+        if n <= 0 and not flags & _FIN:
+            return una
+        payload = self._sbuf.peek(off, n) if n > 0 else b""
+        if n and n == queued:
+            flags |= _PSH
+        self._emit_data(una, flags, payload, now)
+        return seq_add(una, n + (1 if flags & _FIN else 0))
+
+    def _emit(self, seq: int, flags: int, payload: bytes = b"") -> None:
+        if flags & _ACK:
+            seg = Segment(seq, self.rcv_nxt, _FLAGS[flags], self._advertise(), payload)
+            self._ack_now = False
+            self._delack_deadline = None
+            self._rx_unacked = 0
+        else:
+            seg = Segment(seq, 0, _FLAGS[flags], 0, payload)
+        self._out.append(seg)
+        self.stats.segments_out += 1
+
+    def _emit_ack(self) -> None:
+        """A bare ACK.  Its sequence number is SND.MAX unless that lies beyond the
+        peer's window (after a zero-window probe), so the peer finds it acceptable."""
+        s = self.snd_max
+        wnd_end = seq_add(self.snd_wl2, self.snd_wnd)
+        if seq_gt(s, wnd_end):
+            s = wnd_end if seq_gt(wnd_end, self.snd_una) else self.snd_una
+        self._emit(s, _ACK)
+
+    def _advertise(self) -> int:
+        """The window field for an outgoing non-SYN segment.
+
+        Receiver SWS avoidance (RFC 9293 3.8.6.2.2): the right edge only advances
+        by at least min(RCV.BUFF/2, MSS).  The offered window is rounded *down* to
+        the scale granularity, so the peer may see the edge retreat by less than
+        one unit (RFC 7323 2.4); ``_rcv_adv`` keeps the furthest edge ever offered
+        and everything up to it stays acceptable.  Accepted data therefore never
+        exceeds the free buffer space."""
+        shift = self.rcv_shift
+        cap = self.config.recv_buffer
+        free = cap - self._rbuf.size
+        if free < 0:
+            free = 0
+        rcv_nxt = self.rcv_nxt
+        cur = seq_diff(self._rcv_adv, rcv_nxt)
+        if cur < 0:
+            cur = 0
+        target = free if free - cur >= min(cap // 2, self.mss) else cur
+        wire = target >> shift
+        if wire > 0xFFFF:
+            wire = 0xFFFF
+        edge = (rcv_nxt + (wire << shift)) & SEQ_MASK
+        if seq_gt(edge, self._rcv_adv):
+            self._rcv_adv = edge
+        return wire
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 challenge ACK, at most ``challenge_ack_limit`` per interval."""
+        cfg = self.config
+        if now - self._ch_start >= cfg.challenge_ack_interval:
+            self._ch_start = now
+            self._ch_count = 0
+        if self._ch_count >= cfg.challenge_ack_limit:
+            self.stats.challenge_acks_suppressed += 1
+            return
+        self._ch_count += 1
+        self.stats.challenge_acks += 1
+        self._emit_ack()
+
+    # ------------------------------------------------------------- handshake
+
+    def _take_syn(self, seg: Segment) -> None:
+        """Record the peer's SYN: IRS, options, its (unscaled) window."""
+        cfg = self.config
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        self._rcv_adv = self.rcv_nxt
+        self.peer_mss = seg.mss
+        peer_mss = seg.mss if seg.mss is not None else DEFAULT_MSS
+        self.mss = max(MIN_MSS, min(cfg.mss, peer_mss))
+        self._rcv_mss = min(self.mss, DEFAULT_MSS)
+        if seg.wscale is not None and cfg.wscale is not None:
+            self.wscale_ok = True
+            self.snd_shift = min(seg.wscale, MAX_WSCALE)
+            self.rcv_shift = self._offered_wscale()
+        else:
+            self.wscale_ok = False
+            self.snd_shift = 0
+            self.rcv_shift = 0
+        self.snd_wnd = seg.window
+        self.max_snd_wnd = seg.window
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = seg.ack if seg.flags & _ACK else self.iss
+
+    def _send_syn(self, now: float, retransmit: bool) -> None:
+        cfg = self.config
+        synack = self.state is State.SYN_RECEIVED
+        win = min(max(cfg.recv_buffer - self._rbuf.size, 0), 0xFFFF)  # never scaled
+        if synack:
+            wscale = self.rcv_shift if self.wscale_ok else None
+            seg = Segment(
+                self.iss, self.rcv_nxt, _FLAGS[_SYN | _ACK], win, mss=cfg.mss, wscale=wscale
+            )
+            self._rcv_adv = seq_add(self.rcv_nxt, win)
+            self._ack_now = False
+        else:
+            seg = Segment(
+                self.iss, 0, _FLAGS[_SYN], win, mss=cfg.mss, wscale=self._offered_wscale()
+            )
+        end = seq_add(self.iss, 1)
+        self.snd_nxt = end
+        if seq_lt(self.snd_max, end):
+            self.snd_max = end
+        if retransmit:
+            self.stats.retransmits += 1
+            self._rtt_seq = None
+            self._syn_rtx = True
+        else:
+            self._rtt_seq = end
+            self._rtt_time = now
+        if self._rtx_deadline is None:
+            self._rtx_deadline = now + self._rtt.rto
+        self._out.append(seg)
+        self.stats.segments_out += 1
+
+    def _offered_wscale(self) -> int | None:
+        """Our window-scale shift: the configured one, but with a granularity of at
+        most 1/8 of the receive buffer (a huge shift on a small buffer would round
+        every offered window down to zero)."""
+        ws = self.config.wscale
+        if ws is None:
+            return None
+        return min(ws, max(0, (self.config.recv_buffer // 8).bit_length() - 1))
+
+    def _establish(self, now: float) -> None:
+        self.state = State.FIN_WAIT_1 if self._fin_queued else State.ESTABLISHED
+        self.was_established = True
+        self._cc.set_mss(self.mss, self.config.initial_cwnd)
+        self._cc.recover = self.snd_una
+        if self._syn_rtx and self._rtt.samples == 0:
+            self._rtt.reset(3.0)  # RFC 6298 5.7: the SYN was lost and nothing was measured
+        self._retries = 0
+        self._last_send = now
+        if self.keepalive_idle is not None:
+            self._ka_reset(now)
+
+    # ------------------------------------------------------------------ timers
+
+    def _on_rto(self, now: float) -> None:
+        self._rtx_deadline = None
+        st = self.state
+        cfg = self.config
+        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+            self.stats.timeouts += 1
+            self._retries += 1
+            if self._retries > cfg.syn_retries:
+                self._set_closed("timed out")
+                return
+            self._rtt.backoff()
+            self._send_syn(now, retransmit=True)
+            return
+        if self.snd_una == self.snd_max:
+            return
+        self.stats.timeouts += 1
+        if self.snd_wnd == 0 and now - self._last_rx < 2 * cfg.rto_max:
+            # The peer keeps answering with a zero window: retransmissions act as
+            # window probes and do not count towards the retry limit (as Linux).
+            pass
+        else:
+            self._retries += 1
+            if self._retries > cfg.max_retries:
+                self._set_closed("timed out")
+                return
+        flight = seq_diff(self.snd_max, self.snd_una)
+        self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1)
+        self._rtt.backoff()
+        self._rtt_seq = None
+        # Go-back-N: the first segment now, the rest as ACKs open the window.
+        self.snd_nxt = self.snd_una
+        self.snd_nxt = self._retransmit_first(now)
+
+    def _persist_interval(self) -> float:
+        return min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
+
+    def _on_persist(self, now: float) -> None:
+        self._persist_deadline = None
+        if self.state not in _SENDING:
+            return
+        off = seq_diff(self.snd_nxt, self._sbuf_seq)
+        avail = len(self._sbuf) - off
+        wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
+        if avail <= 0 or wnd_room > 0:
+            self._persist_backoff = 0
+            return  # _output sends normally
+        if self._probes_unanswered > self.config.max_retries:
+            self._set_closed("timed out")
+            return
+        # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
+        seq = self.snd_nxt
+        self._emit(seq, _ACK, self._sbuf.peek(off, 1))
+        self._probe_end = seq_add(seq, 1)
+        self._last_send = now
+        self.stats.probes += 1
+        self._probes_unanswered += 1
+        self._persist_backoff += 1
+        self._persist_deadline = now + self._persist_interval()
+
+    def _ka_reset(self, now: float) -> None:
+        self._ka_probes = 0
+        idle = self.keepalive_idle
+        self._ka_deadline = None if idle is None else now + idle
+
+    def _on_keepalive(self, now: float) -> None:
+        st = self.state
+        if self.keepalive_idle is None or st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            self._ka_deadline = None
+            return
+        if self.snd_una != self.snd_max or len(self._sbuf):
+            # Not idle: the retransmission or persist timer watches the peer.
+            self._ka_reset(now)
+            return
+        if self._ka_probes >= self.keepalive_count:
+            self._emit(self.snd_max, _RST | _ACK)
+            self._set_closed("timed out")
+            return
+        # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.
+        self._emit(seq_add(self.snd_una, -1), _ACK)
+        self._ka_probes += 1
+        self.stats.keepalives += 1
+        self._ka_deadline = now + self.keepalive_interval
+
+    # ------------------------------------------------------------ state changes
+
+    def _on_rst(self) -> None:
+        st = self.state
+        if st is State.SYN_RECEIVED:
+            err = "connection reset" if self.passive else "connection refused"
+        elif st in (State.CLOSING, State.LAST_ACK):
+            err = None  # we were closing anyway
+        else:
+            err = "connection reset"
+        self._set_closed(err)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = State.TIME_WAIT
+        self.time_wait_until = now + 2 * self.config.msl
+        self._stop_timers()
+
+    def _stop_timers(self) -> None:
+        self._rtx_deadline = None
+        self._persist_deadline = None
+        self._delack_deadline = None
+        self._ka_deadline = None
+        self._fw2_deadline = None
+
+    def _set_closed(self, error: str | None) -> None:
+        self.state = State.CLOSED
+        if error is not None and self.error is None:
+            self.error = error
+        self._stop_timers()
+        self._ack_now = False
+        self._sbuf.clear()
+        self._reasm.clear()
+        self._probe_end = None
