@@ -51,8 +51,6 @@ class NativeConnection:
         if self.on_established is not None and tcp.was_established:
             callback, self.on_established = self.on_established, None
             callback(self)
-        if self.app_closed and tcp.unread:
-            tcp.recv(now=self.layer.now())  # nobody will read it; keep the window open
         for attr in ("_read_waiter", "_write_waiter", "_open_waiter"):
             fut = getattr(self, attr)
             if fut is not None and not fut.done():
@@ -69,6 +67,8 @@ class NativeConnection:
     async def wait_established(self) -> None:
         while not self.tcp.was_established:
             if self.tcp.is_closed:
+                if self.tcp.error == "timed out":
+                    raise TimeoutError(self.tcp.error)
                 raise ConnectionRefusedError(self.tcp.error or "connection refused")
             await self._wait("_open_waiter")
 

@@ -29,6 +29,7 @@ from seashard.tcp.connection import Connection, State, TcpConfig
 from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.segment import Flags, Segment
+from seashard.tcp.seq import seq_add
 from seashard.wire.ipv4 import IpProto, IPv4Packet
 from seashard.wire.tcp import TcpFlags, TcpPacket
 
@@ -51,6 +52,9 @@ class NativeServerSocket:
 
     def deliver(self, conn: NativeConnection) -> None:
         self.half_open -= 1
+        if self.aborted:  # nobody will ever accept it (as Linux: reset it)
+            conn.abort()
+            return
         self.pending.append(conn)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -143,7 +147,10 @@ class TcpLayer:
             reopen = conn.tcp.reopen_syn
             self.kick(conn)
             if reopen is not None and key not in self.conns:
-                self._no_connection(ip.src, pkt, reopen, now)
+                # RFC 1122 4.2.2.13: the new ISS must be above the old incarnation's
+                # sequence numbers; Linux uses the old SND.NXT + 65535 + 2.
+                iss = seq_add(conn.tcp.snd_max, 65535 + 2)
+                self._no_connection(ip.src, pkt, reopen, now, iss)
             return
         self._no_connection(ip.src, pkt, seg, now)
 
@@ -174,7 +181,9 @@ class TcpLayer:
             return self.owner_of(remote_ip, remote_port, local_port)
         return self.shard_id
 
-    def _no_connection(self, src_ip: str, pkt: TcpPacket, seg: Segment, now: float) -> None:
+    def _no_connection(
+        self, src_ip: str, pkt: TcpPacket, seg: Segment, now: float, iss: int | None = None
+    ) -> None:
         listener = self.listeners.get(pkt.dst_port)
         if listener is not None:
             verdict = classify_listen(seg)
@@ -182,7 +191,7 @@ class TcpLayer:
                 if listener.half_open + len(listener.pending) >= BACKLOG:
                     self.stats["syn_backlog_full"] += 1
                     return
-                self._accept(listener, src_ip, pkt, seg, now)
+                self._accept(listener, src_ip, pkt, seg, now, iss)
                 return
             if verdict is ListenVerdict.DROP:
                 self.stats["segments_dropped_listen"] += 1
@@ -202,11 +211,18 @@ class TcpLayer:
             self._transmit(src_ip, pkt.dst_port, pkt.src_port, rst, now)
 
     def _accept(
-        self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
+        self,
+        listener: NativeServerSocket,
+        src_ip: str,
+        pkt: TcpPacket,
+        seg: Segment,
+        now: float,
+        iss: int | None = None,
     ) -> None:
         local = SocketAddress(self.interface.ip, pkt.dst_port)
         remote = SocketAddress(src_ip, pkt.src_port)
-        iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
+        if iss is None:
+            iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
         tcp = Connection.accept(seg, iss, now, self.config)
         conn = NativeConnection(self, tcp, local, remote, on_established=listener.deliver)
         listener.half_open += 1
@@ -225,6 +241,8 @@ class TcpLayer:
         now = self.now()
         tcp = conn.tcp
         remote, rport, lport = conn.key
+        if conn.app_closed and tcp.unread:
+            tcp.recv(now=now)  # nobody will read it; the window update goes out below
         for seg in tcp.segments_out():
             self._transmit(remote, lport, rport, seg, now)
         if tcp.is_closed:
