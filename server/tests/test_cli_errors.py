@@ -76,3 +76,52 @@ def test_admin_port_held_by_another_program() -> None:
     finally:
         holder.close()
     _one_line_error(result, "admin: bind: Address already in use", code=1)
+
+
+def _without_cap(cap: str, *args: str):  # type: ignore[no-untyped-def]
+    """Run `seashard` with ``cap`` dropped from the bounding set (so root loses it too)."""
+    import shutil
+    import subprocess
+
+    from tests.serverproc import env, seashard_cmd
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop a capability")
+    return subprocess.run(
+        ["setpriv", "--bounding-set", f"-{cap}", *seashard_cmd(*args)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=30,
+    )
+
+
+def test_native_without_tap_permission() -> None:
+    result = _without_cap(
+        "net_admin",
+        "serve",
+        "echo",
+        "-c",
+        "2",
+        "--network-stack",
+        "native",
+        "--tap-device",
+        "sstnoperm0",
+        "--host-ipv4-addr",
+        "10.9.9.2",
+    )
+    _one_line_error(result, "tap device sstnoperm0: Operation not permitted", code=1)
+
+
+def test_native_without_packet_permission() -> None:
+    result = _without_cap(
+        "net_raw", "serve", "echo", "-c", "1", "--network-stack", "native", "--packet-device", "lo"
+    )
+    _one_line_error(result, "packet device lo: Operation not permitted", code=1)
+
+
+def test_native_missing_packet_device() -> None:
+    result = run_cli(
+        "serve", "echo", "-c", "1", "--network-stack", "native", "--packet-device", "nosuchdev0"
+    )
+    _one_line_error(result, "packet device nosuchdev0: No such device", code=1)
