@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     native.add_argument("--netmask-ipv4-addr", type=_ipv4, default="255.255.255.0")
     native.add_argument("--hw-addr", default=None, help="our MAC (default: derived from our IP)")
     native.add_argument(
-        "--device-queues", type=_positive, default=None, metavar="N",
+        "--device-queues",
+        type=_positive,
+        default=None,
+        metavar="N",
         help="device queues to open (default: one per shard; fewer: software RSS steers flows)",
     )
     native.add_argument(

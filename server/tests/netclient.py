@@ -1,12 +1,12 @@
 """A kernel-socket client the native-stack tests run inside the peer namespace.
 
-    python -m tests.netclient echo HOST PORT COUNT CONCURRENCY MAX_SIZE SEED
-        COUNT connections, each sends a random payload (1..MAX_SIZE bytes), shuts
-        down its write side and reads the echo to EOF; prints one JSON line.
-    python -m tests.netclient refused HOST PORT
-        prints {"refused": true} if the connection is refused (RST), else false.
-    python -m tests.netclient canned HOST PORT COUNT
-        COUNT connections reading to EOF; prints the distinct replies.
+python -m tests.netclient echo HOST PORT COUNT CONCURRENCY MAX_SIZE SEED
+    COUNT connections, each sends a random payload (1..MAX_SIZE bytes), shuts
+    down its write side and reads the echo to EOF; prints one JSON line.
+python -m tests.netclient refused HOST PORT
+    prints {"refused": true} if the connection is refused (RST), else false.
+python -m tests.netclient canned HOST PORT COUNT
+    COUNT connections reading to EOF; prints the distinct replies.
 """
 
 from __future__ import annotations

@@ -32,10 +32,24 @@ def test_bind_error_reads_like_the_tutorial() -> None:
 
 def test_prometheus_text() -> None:
     shards = [
-        {"shard": 0, "pid": 10, "cpus": [0], "stack": "native",
-         "metrics": {"connections_live": 2, "bytes_in": 5, "frames_dropped": {"bad_checksum": 3}}},
-        {"shard": 1, "pid": 11, "cpus": [1], "stack": "native",
-         "metrics": {"connections_live": 1, "bytes_in": 7, "frames_dropped": {}}},
+        {
+            "shard": 0,
+            "pid": 10,
+            "cpus": [0],
+            "stack": "native",
+            "metrics": {
+                "connections_live": 2,
+                "bytes_in": 5,
+                "frames_dropped": {"bad_checksum": 3},
+            },
+        },
+        {
+            "shard": 1,
+            "pid": 11,
+            "cpus": [1],
+            "stack": "native",
+            "metrics": {"connections_live": 1, "bytes_in": 7, "frames_dropped": {}},
+        },
     ]
     text = prometheus_text(shards)
     assert 'seashard_shard_info{shard="1",pid="11",cpus="1",stack="native"} 1' in text

@@ -9,17 +9,38 @@ from tests.serverproc import run_cli
 
 def _load(server, *args: str):  # type: ignore[no-untyped-def]
     return run_cli(
-        "load", "--host", "127.0.0.1", "--echo-port", str(server.ports["echo"]),
-        "--canned-port", str(server.ports["canned"]),
-        "--accept-logger-port", str(server.ports["accept-logger"]), "--json", *args,
+        "load",
+        "--host",
+        "127.0.0.1",
+        "--echo-port",
+        str(server.ports["echo"]),
+        "--canned-port",
+        str(server.ports["canned"]),
+        "--accept-logger-port",
+        str(server.ports["accept-logger"]),
+        "--json",
+        *args,
         timeout=60,
     )
 
 
 def test_mixed_load_on_two_shards_verifies_everything(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("-c", "2")
-    result = _load(server, "-c", "2", "--mode", "mixed", "--connections", "12", "--duration", "2",
-                   "--size", "3000", "--requests-per-connection", "20")
+    result = _load(
+        server,
+        "-c",
+        "2",
+        "--mode",
+        "mixed",
+        "--connections",
+        "12",
+        "--duration",
+        "2",
+        "--size",
+        "3000",
+        "--requests-per-connection",
+        "20",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     for kind in ("echo", "canned", "connect"):
@@ -33,8 +54,19 @@ def test_mixed_load_on_two_shards_verifies_everything(serve) -> None:  # type: i
 def test_wrong_replies_are_counted_and_fail_the_run(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("-c", "1", services=("canned",))
     result = run_cli(
-        "load", "--host", "127.0.0.1", "--echo-port", str(server.ports["canned"]), "--json",
-        "--mode", "echo", "--connections", "2", "--duration", "1", timeout=60,
+        "load",
+        "--host",
+        "127.0.0.1",
+        "--echo-port",
+        str(server.ports["canned"]),
+        "--json",
+        "--mode",
+        "echo",
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+        timeout=60,
     )
     assert result.returncode == 1
     summary = json.loads(result.stdout.strip().splitlines()[-1])

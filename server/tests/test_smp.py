@@ -62,8 +62,15 @@ def test_submit_to_and_invoke_on_all(tmp_path: Path) -> None:
             bad_shard = None
         except ValueError as exc:
             bad_shard = str(exc)
-        return {"other": other, "here": here, "doubled": doubled, "everyone": everyone,
-                "error": error, "bad_shard": bad_shard, "me": os.getpid()}
+        return {
+            "other": other,
+            "here": here,
+            "doubled": doubled,
+            "everyone": everyone,
+            "error": error,
+            "bad_shard": bad_shard,
+            "me": os.getpid(),
+        }
 
     r = _run_in_shards(tmp_path, body)
     assert r["other"]["shard"] == 1 and r["other"]["tag"] == "hi"
@@ -112,7 +119,7 @@ def test_channel_passes_file_descriptors() -> None:
         left, right = socket.socketpair()
         ca.send(("conn", 1), [left.detach()])
         await asyncio.wait_for(got.wait(), 5)
-        (msg, fds), = received
+        ((msg, fds),) = received
         assert msg == ("conn", 1) and len(fds) == 1
         passed = socket.socket(fileno=fds[0])
         passed.sendall(b"through the fd")

@@ -139,8 +139,11 @@ async def _echo_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, rng:
             await conn.close()
 
 
-async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
-    addr = SocketAddress(cfg.host, cfg.canned_port)
+async def _one_shot_worker(
+    kind: str, port: int, expected: bytes, cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer
+) -> None:
+    """Connect, read until the server closes, check what came, repeat."""
+    addr = SocketAddress(cfg.host, port)
     while not stop.is_set():
         await pacer.wait()
         start = time.monotonic()
@@ -149,26 +152,18 @@ async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _:
             got = await _read_all(conn.input())
         finally:
             await conn.close()
-        if got != CANNED_RESPONSE:
-            raise VerificationError(f"canned: got {got[:40]!r}")
-        _stats.requests["canned"] += 1
-        _stats.latency_sum["canned"] += time.monotonic() - start
+        if got != expected:
+            raise VerificationError(f"{kind}: got {got[:40]!r}, expected {expected!r}")
+        _stats.requests[kind] += 1
+        _stats.latency_sum[kind] += time.monotonic() - start
+
+
+async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
+    await _one_shot_worker("canned", cfg.canned_port, CANNED_RESPONSE, cfg, stop, pacer)
 
 
 async def _connect_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
-    addr = SocketAddress(cfg.host, cfg.accept_logger_port)
-    while not stop.is_set():
-        await pacer.wait()
-        start = time.monotonic()
-        conn = await net.connect(addr)
-        try:
-            got = await _read_all(conn.input())
-        finally:
-            await conn.close()
-        if got:
-            raise VerificationError(f"accept-logger: unexpected data {got[:40]!r}")
-        _stats.requests["connect"] += 1
-        _stats.latency_sum["connect"] += time.monotonic() - start
+    await _one_shot_worker("connect", cfg.accept_logger_port, b"", cfg, stop, pacer)
 
 
 WORKERS: dict[str, Callable[..., Any]] = {

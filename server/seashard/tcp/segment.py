@@ -8,23 +8,17 @@ the sender's window-scale shift itself (and never to SYN segments).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
+
+from seashard.wire.tcp import TcpFlags
 
 from .seq import SEQ_MASK
 
 __all__ = ["Flags", "Segment"]
 
 
-class Flags(enum.IntFlag):
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
+# The wire's flag bits: one enum for both layers, so segments convert without mapping.
+Flags = TcpFlags
 
 
 # tcpdump's letters, in tcpdump's order; ACK prints as "." after them.

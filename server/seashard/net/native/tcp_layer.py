@@ -31,7 +31,7 @@ from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.segment import Flags, Segment
 from seashard.tcp.seq import seq_add
 from seashard.wire.ipv4 import IpProto, IPv4Packet
-from seashard.wire.tcp import TcpFlags, TcpPacket
+from seashard.wire.tcp import TcpPacket
 
 if TYPE_CHECKING:
     from seashard.net.native.ipv4 import Interface
@@ -133,7 +133,7 @@ class TcpLayer:
         seg = Segment(
             seq=pkt.seq,
             ack=pkt.ack,
-            flags=Flags(int(pkt.flags)),
+            flags=pkt.flags,
             window=pkt.window,
             payload=pkt.payload,
             mss=pkt.mss,
@@ -285,7 +285,7 @@ class TcpLayer:
             rport,
             seg.seq,
             seg.ack,
-            TcpFlags(int(seg.flags)),
+            seg.flags,
             seg.window,
             seg.payload,
             mss=seg.mss,
