@@ -141,6 +141,10 @@ def test_echo_300_connections_exact_and_each_flow_on_one_shard(netlab: NetLab, s
     assert sum(m.get("seashard_frames_forwarded_total", {}).values()) == 0
     assert sum(m.get("seashard_tcp_segments_no_connection_total", {}).values()) == 0
     assert sum(m.get("seashard_tcp_rst_sent_total", {}).values()) == 0
+    # The client's ARP request reached one shard; what it learned was shared, so no
+    # shard had to ask for the client's MAC itself.
+    assert all(v >= 1 for v in m["seashard_arp_cache_entries"].values()), m
+    assert sum(m.get("seashard_arp_requests_sent_total", {}).values()) == 0
 
 
 def test_live_connections_each_owned_by_one_shard(taplab: NetLab, serve) -> None:  # type: ignore[no-untyped-def]
