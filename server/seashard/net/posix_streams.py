@@ -29,6 +29,9 @@ _TCP_STATES = {
 }
 
 
+_UNKNOWN = SocketAddress("0.0.0.0", 0)
+
+
 class StreamCounters:
     """Per-shard byte counters shared by every connection of a stack."""
 
@@ -65,8 +68,7 @@ class PosixConnection(asyncio.Protocol):
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        self.local_address = SocketAddress("0.0.0.0", 0)
-        self.remote_address = SocketAddress("0.0.0.0", 0)
+        self.local_address = self.remote_address = _UNKNOWN
         self.bytes_in = 0
         self.bytes_out = 0
 
