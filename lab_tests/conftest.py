@@ -23,14 +23,21 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from labkit import HELPER_LABEL, PROJECT_LABEL, SERVERS, Lab
 
 ROOT = Path(__file__).resolve().parents[1]
+# scripts/lablib: the lab operations, clients and probe checks that `scripts/lab
+# scenario` uses too (labops, labtraffic, labprobe, scenarios)
+sys.path.insert(0, str(ROOT / "scripts" / "lablib"))
+
+from labkit import HELPER_LABEL, PROJECT_LABEL, SERVERS, Lab  # noqa: E402
+from labops import CLIENTS  # noqa: E402
+
 LAB_SCRIPT = ROOT / "scripts" / "lab"
 ARTIFACTS = ROOT / "artifacts"
 
@@ -113,14 +120,21 @@ def lab():
         handle = Lab(reuse, subnet, client, os.environ.get("LAB_IMAGE", "seashard/lab:latest"))
         handle.refresh()
         handle.wait_healthy(timeout)
-        yield handle
+        try:
+            yield handle
+        finally:
+            if handle._bridge_capture is not None:
+                handle._bridge_capture.close()
         return
 
     # `scripts/lab up` installs/starts the engine if needed; ask it first.
     subprocess.run([str(LAB_SCRIPT), "engine"], check=True)
     client = docker.from_env()
-    token = secrets.token_hex(3)
-    project = f"seashard-lab-test-{token}"
+    # scripts/lab test names the project, so that it can clean up after a killed pytest
+    project = (
+        os.environ.get("SEASHARD_LAB_TEST_PROJECT") or f"seashard-lab-test-{secrets.token_hex(3)}"
+    )
+    token = project.rsplit("-", 1)[-1][:8]
     subnet = _free_subnet(client)
     env = dict(
         os.environ,
@@ -142,6 +156,11 @@ def lab():
     handle = Lab(project, subnet, client, env.get("LAB_IMAGE", "seashard/lab:latest"))
 
     def teardown() -> None:
+        if handle._bridge_capture is not None:
+            try:
+                handle._bridge_capture.close()
+            except Exception:  # noqa: BLE001
+                pass
         for capture in list(handle._captures):
             try:
                 capture.stop()
@@ -195,23 +214,39 @@ def _artifact_dir(item) -> Path:
 
 @pytest.fixture(autouse=True)
 def _lab_artifacts(request):
-    """On failure: logs, labctl status and admin pages of the lab, and the pcaps
-    of this test's captures, under artifacts/<test>/."""
+    """On failure: logs, labctl status and admin pages of the lab, a pcap of the
+    whole lab network during the test (tcpdump on the lab's host bridge) and the
+    pcaps of this test's own captures, under artifacts/<test>/."""
     if "lab" not in request.fixturenames:
         yield
         return
     started = time.time()
     handle: Lab = request.getfixturevalue("lab")
     first_capture = len(handle._captures)
+    name = f"test-{secrets.token_hex(4)}"
+    bridge = None
+    try:
+        bridge = handle.bridge_capture()
+        bridge.start(name)
+    except Exception as exc:  # noqa: BLE001 - the test itself matters more
+        print(f"no lab network capture for this test: {exc}")
+        bridge = None
     yield
     failed = any(
         getattr(request.node, f"rep_{when}", None) is not None
         and getattr(request.node, f"rep_{when}").failed
         for when in ("setup", "call")
     )
+    directory = _artifact_dir(request.node)
+    if bridge is not None:
+        try:
+            bridge.stop(name, directory / "lab-network.pcap" if failed else None)
+        except Exception as exc:  # noqa: BLE001
+            if failed:
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "lab-network.pcap.error").write_text(f"{exc}\n")
     captures = handle._captures[first_capture:]
     del handle._captures[first_capture:]
-    directory = _artifact_dir(request.node)
     for capture in captures:
         try:
             capture.stop()
@@ -223,3 +258,32 @@ def _lab_artifacts(request):
                 (directory / f"{capture.name}.pcap.error").write_text(f"{exc}\n")
     if failed:
         _dump(handle, directory, since=started - 1)
+
+
+# ---------------------------------------------------------------- lab state
+
+
+@pytest.fixture
+def restore_servers(lab):
+    """For tests that restart a server with other arguments: afterwards both
+    servers run their container's default arguments again."""
+    yield lab
+    errors = []
+    for server in SERVERS:
+        try:
+            lab.ops.restore(server)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{server}: {exc}")
+    if errors:
+        pytest.fail("could not restore the servers: " + "; ".join(errors))
+
+
+@pytest.fixture(scope="module")
+def quiet_clients(lab):
+    """The clients' continuous load generators stopped for a module whose
+    assertions count every connection a server sees; started again after."""
+    lab.ops.clients_quiet()
+    yield lab
+    lab.ops.clients_resume()
+    for client in CLIENTS:
+        assert lab.program_running(client), f"{client}: load generator did not start again"

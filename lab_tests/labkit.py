@@ -13,9 +13,30 @@ from pathlib import Path
 
 import docker
 import testinfra
+from labops import (
+    ADMIN_PORT,
+    HELPER_LABEL,
+    NATIVE_STACK_HOST_NUMBER,
+    PORTS,
+    PROJECT_LABEL,
+    SERVERS,
+    SERVICE_LABEL,
+    SERVICES,
+    CaptureHelper,
+    LabOps,
+)
 
-SERVICES = ("posix-server", "native-server", "client-1", "client-2", "probe")
-SERVERS = ("posix-server", "native-server")
+__all__ = [
+    "ADMIN_PORT",
+    "HELPER_LABEL",
+    "PORTS",
+    "PROJECT_LABEL",
+    "SERVERS",
+    "SERVICES",
+    "Capture",
+    "Lab",
+]
+
 # host numbers inside the lab's /24 (scripts/lablib/common.sh uses the same)
 HOST_NUMBERS = {
     "posix-server": 10,
@@ -24,12 +45,6 @@ HOST_NUMBERS = {
     "client-2": 32,
     "probe": 40,
 }
-NATIVE_STACK_HOST_NUMBER = 21
-ADMIN_PORT = 9100
-PORTS = {"echo": 1234, "canned": 1235, "accept-logger": 1236}
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-HELPER_LABEL = "seashard.lab.project"  # capture helpers (scripts/lab capture, Capture)
 
 
 # ---------------------------------------------------------------- captures
@@ -113,6 +128,20 @@ class Lab:
     ips: dict = field(default_factory=dict)  # service -> lab IP (the kernel's)
     hosts: dict = field(default_factory=dict)  # service -> testinfra host
     _captures: list = field(default_factory=list)
+    _bridge_capture: CaptureHelper | None = None
+
+    @property
+    def ops(self) -> LabOps:
+        """The docker-CLI operations shared with `scripts/lab scenario` (scripts/lablib)."""
+        if not hasattr(self, "_ops"):
+            self._ops = LabOps(self.project)
+        return self._ops
+
+    def bridge_capture(self) -> CaptureHelper:
+        """One helper container for captures of the whole lab network (its host bridge)."""
+        if self._bridge_capture is None:
+            self._bridge_capture = CaptureHelper(self.ops)
+        return self._bridge_capture
 
     @property
     def gateway(self) -> str:

@@ -376,6 +376,8 @@ Watch it:
   docker exec -it $(container_name probe) bash    scapy/tcpdump/ping from inside the lab
   docker exec $(container_name posix-server) labctl restart [serve ARGS]
                                             restart seashard in place (its TIME_WAIT sockets stay)
+  scripts/lab scenario list                 replay a situation (TIME_WAIT restart, shard-0-only
+                                            listener, connection storm, lossy link) with a pcap
 EOT
 }
 
@@ -440,12 +442,57 @@ lab_capture() {
     echo "$out"
 }
 
-lab_test() {
+# The python that runs lab_tests: LAB_PYTHON, else the project's .venv, else python3.
+lab_python() {
+    local py
+    for py in "${LAB_PYTHON:-}" "$ROOT/.venv/bin/python" python3; do
+        [ -n "$py" ] || continue
+        if have "$py" && "$py" -c 'import docker, testinfra, pytest, scapy' 2>/dev/null; then
+            echo "$py"; return 0
+        fi
+    done
     have python3 || die "python3 is needed on the host for lab_tests"
-    if ! python3 -c 'import docker, testinfra, pytest, scapy' 2>/dev/null; then
-        say "installing the lab test dependencies from PyPI: pytest docker pytest-testinfra scapy"
-        python3 -m pip install -q pytest docker pytest-testinfra scapy >&2 || die "pip install failed"
-    fi
+    say "installing the lab test dependencies from PyPI: pytest docker pytest-testinfra scapy"
+    python3 -m pip install -q pytest docker pytest-testinfra scapy >&2 || die "pip install failed"
+    echo python3
+}
+
+# test [PYTEST ARGS]: every lab suite against a throw-away lab of its own
+# (project seashard-lab-test-<hex> on its own /24), which is always removed:
+# by the session fixture, and here again if pytest itself was killed.
+lab_test() {
+    local py start rc=0 project
+    py=$(lab_python)
     lab_engine
-    cd "$ROOT" && exec python3 -m pytest lab_tests "$@"
+    project=seashard-lab-test-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+    start=$(date +%s)
+    say "running lab_tests with $py (test lab $project)"
+    # shellcheck disable=SC2064  # expand now: the project of this run
+    trap "SEASHARD_LAB_PROJECT=$project lab_test_cleanup" EXIT
+    (cd "$ROOT" && SEASHARD_LAB_TEST_PROJECT=$project "$py" -m pytest lab_tests "$@") || rc=$?
+    local took=$(( $(date +%s) - start ))
+    say "lab_tests finished with exit status $rc in $((took / 60)) min $((took % 60)) s"
+    return "$rc"
+}
+
+lab_test_cleanup() {
+    local left
+    left=$(project_containers)$(docker ps -a -q --filter "label=seashard.lab.project=$SEASHARD_LAB_PROJECT")
+    if [ -n "$left" ] || [ -n "$(docker network ls -q --filter "label=com.docker.compose.project=$SEASHARD_LAB_PROJECT")" ]; then
+        say "test lab $SEASHARD_LAB_PROJECT is still there: removing it"
+        lab_down >/dev/null 2>&1 || true
+    fi
+}
+
+# scenario list|NAME: see scripts/lablib/scenarios.py (standard library only).
+lab_scenario() {
+    [ $# -ge 1 ] || die "usage: scripts/lab scenario list|NAME"
+    have python3 || die "python3 is needed on the host for scenarios"
+    if [ "$1" != list ] && [ "$1" != ls ]; then
+        lab_addresses
+        docker_ok || die "no Docker engine answers (scripts/lab up)"
+        [ -n "$(project_containers)" ] || die "lab '$SEASHARD_LAB_PROJECT' is not running: scripts/lab up first"
+    fi
+    SEASHARD_LAB_PROJECT=$SEASHARD_LAB_PROJECT LAB_ARTIFACTS=$ARTIFACTS \
+        python3 "$ROOT/scripts/lablib/scenarios.py" "$@"
 }

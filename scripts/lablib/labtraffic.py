@@ -1,0 +1,361 @@
+"""Lab clients that check what they get, run INSIDE a client container.
+
+    docker exec -i CLIENT python3 - MODE [OPTIONS] < labtraffic.py
+
+Standard library only (the image has python3, nothing else is needed).  Every
+mode prints one JSON summary line last (``"ok"``, ``"results"`` per
+connection with its local port, ``"errors"``); ``hold`` also prints progress
+lines ``{"event": ...}``.  Every wait is bounded by ``--timeout``.
+
+Modes:
+  echo    --sizes 1,1460,1048576 [--concurrency N] [--half-close]
+          per size, N concurrent connections each send SIZE random bytes and
+          must get exactly them back, then EOF after their own shutdown;
+          --half-close: the client shuts its write side down as soon as the
+          last byte is written and reads the rest of the echo after that
+  canned  --count N [--concurrency K]   the response must be exact, and the
+          server must close first (EOF while the client has neither written
+          nor closed anything)
+  accept  --count N    connect to the accept logger, wait for its close
+  hold    --count N --seconds S [--interval I] [--size B]   N echo
+          connections open for S seconds, a verified round trip on each every
+          I seconds; prints {"event": "established", "ports": [...]} first
+  steer   --count N    one connection after another: "served" (echo came
+          back), "closed" (EOF), "reset", "refused" (RST to the SYN) or
+          "hang" (nothing within --timeout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import sys
+import time
+from typing import Any
+
+CANNED = b"Seastar is the future!\n"
+DEFAULT_PORTS = {"echo": 1234, "hold": 1234, "steer": 1234, "canned": 1235, "accept": 1236}
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def open_conn(
+    host: str, port: int, timeout: float, info: dict[str, Any]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect from a port we know before the handshake (so failures name it too)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.bind(("0.0.0.0", 0))
+    info["port"] = sock.getsockname()[1]
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    info["ip"] = sock.getsockname()[0]
+    return await asyncio.open_connection(sock=sock, limit=1 << 20)
+
+
+async def read_until_eof(reader: asyncio.StreamReader, limit: int) -> bytes:
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+# ---------------------------------------------------------------- echo
+
+
+async def echo_one(args: argparse.Namespace, size: int, index: int) -> dict[str, Any]:
+    payload = random.Random(f"{args.seed}-{size}-{index}").randbytes(size)
+    info: dict[str, Any] = {"size": size, "port": None, "ok": False}
+    start = time.monotonic()
+    writer = None
+    try:
+        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+        got = bytearray()
+        state = {"at_shutdown": None}
+
+        async def send() -> None:
+            assert writer is not None
+            view = memoryview(payload)
+            for off in range(0, size, 256 * 1024):
+                writer.write(view[off : off + 256 * 1024])
+                await writer.drain()
+            if args.half_close:
+                writer.write_eof()
+                state["at_shutdown"] = len(got)
+
+        async def receive() -> None:
+            while len(got) < size:
+                chunk = await reader.read(min(65536, size - len(got)))
+                if not chunk:
+                    raise EOFError(f"EOF after {len(got)} of {size} bytes")
+                got.extend(chunk)
+
+        await asyncio.wait_for(asyncio.gather(send(), receive()), args.timeout)
+        if not args.half_close:
+            writer.write_eof()
+            state["at_shutdown"] = len(got)
+        rest = await asyncio.wait_for(read_until_eof(reader, 16), args.timeout)
+        info["received"] = len(got)
+        info["after_shutdown"] = (
+            size - state["at_shutdown"] if state["at_shutdown"] is not None else None
+        )
+        info["eof"] = rest == b""
+        info["exact"] = bytes(got) == payload
+        if not info["exact"]:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(got, payload, strict=False)) if a != b), None
+            )
+            info["error"] = f"echo differs (first difference at byte {first})"
+        elif rest:
+            info["error"] = f"{len(rest)} bytes after the echo instead of EOF"
+        info["ok"] = info["exact"] and info["eof"]
+    except BaseException as exc:  # noqa: BLE001 - report every failure per connection
+        info["error"] = describe(exc)
+    finally:
+        if writer is not None:
+            writer.close()
+    info["seconds"] = round(time.monotonic() - start, 4)
+    return info
+
+
+async def mode_echo(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results: list[dict[str, Any]] = []
+    for size in sizes:
+        results += await asyncio.gather(*(echo_one(args, size, i) for i in range(args.concurrency)))
+    return {"results": results}
+
+
+# ---------------------------------------------------------------- canned / accept
+
+
+async def limited(n: int, coros: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(max(1, n))
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def canned_one(args: argparse.Namespace) -> dict[str, Any]:
+    info: dict[str, Any] = {"port": None, "ok": False}
+    start = time.monotonic()
+    writer = None
+    try:
+        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+        # nothing written, nothing closed: an EOF here means the server closed first
+        data = await asyncio.wait_for(read_until_eof(reader, 4096), args.timeout)
+        info["exact"] = data == CANNED
+        info["server_closed_first"] = True
+        if not info["exact"]:
+            info["error"] = f"got {data[:60]!r}"
+        info["ok"] = info["exact"]
+    except BaseException as exc:  # noqa: BLE001
+        info["error"] = describe(exc)
+    finally:
+        if writer is not None:
+            writer.close()
+    info["seconds"] = round(time.monotonic() - start, 4)
+    return info
+
+
+async def accept_one(args: argparse.Namespace) -> dict[str, Any]:
+    info: dict[str, Any] = {"port": None, "ok": False}
+    writer = None
+    try:
+        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+        data = await asyncio.wait_for(read_until_eof(reader, 4096), args.timeout)
+        info["ok"] = data == b""
+        if data:
+            info["error"] = f"unexpected data {data[:60]!r}"
+    except BaseException as exc:  # noqa: BLE001
+        info["error"] = describe(exc)
+    finally:
+        if writer is not None:
+            writer.close()
+    return info
+
+
+async def mode_canned(args: argparse.Namespace) -> dict[str, Any]:
+    coros = [canned_one(args) for _ in range(args.count)]
+    return {"results": await limited(args.concurrency, coros)}
+
+
+async def mode_accept(args: argparse.Namespace) -> dict[str, Any]:
+    coros = [accept_one(args) for _ in range(args.count)]
+    return {"results": await limited(args.concurrency, coros)}
+
+
+# ---------------------------------------------------------------- hold
+
+
+async def mode_hold(args: argparse.Namespace) -> dict[str, Any]:
+    infos: list[dict[str, Any]] = [
+        {"port": None, "ok": False, "rounds": 0} for _ in range(args.count)
+    ]
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = [None] * args.count
+
+    async def connect(i: int) -> None:
+        try:
+            conns[i] = await open_conn(args.host, args.port, args.timeout, infos[i])
+        except BaseException as exc:  # noqa: BLE001
+            infos[i]["error"] = describe(exc)
+
+    await limited(args.concurrency, [connect(i) for i in range(args.count)])
+    emit(
+        {
+            "event": "established",
+            "ports": [info["port"] for info, c in zip(infos, conns, strict=True) if c],
+            "failed": sum(1 for c in conns if c is None),
+        }
+    )
+    rng = random.Random(args.seed)
+    deadline = time.monotonic() + args.seconds
+
+    async def round_trip(i: int) -> None:
+        conn = conns[i]
+        if conn is None or "error" in infos[i]:
+            return
+        reader, writer = conn
+        payload = rng.randbytes(args.size)
+        try:
+            writer.write(payload)
+            await writer.drain()
+            back = await asyncio.wait_for(reader.readexactly(len(payload)), args.timeout)
+            if back != payload:
+                infos[i]["error"] = "echo differs"
+            infos[i]["rounds"] += 1
+        except BaseException as exc:  # noqa: BLE001
+            infos[i]["error"] = describe(exc)
+
+    while time.monotonic() < deadline:
+        await asyncio.gather(*(round_trip(i) for i in range(args.count)))
+        await asyncio.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
+
+    async def close(i: int) -> None:
+        conn = conns[i]
+        if conn is None:
+            return
+        reader, writer = conn
+        try:
+            if "error" not in infos[i]:
+                writer.write_eof()
+                rest = await asyncio.wait_for(read_until_eof(reader, 16), args.timeout)
+                infos[i]["ok"] = rest == b"" and infos[i]["rounds"] > 0
+                if rest:
+                    infos[i]["error"] = f"{len(rest)} bytes instead of EOF"
+        except BaseException as exc:  # noqa: BLE001
+            infos[i]["error"] = describe(exc)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(close(i) for i in range(args.count)))
+    return {"results": infos}
+
+
+# ---------------------------------------------------------------- steer
+
+
+def steer_one(args: argparse.Namespace) -> dict[str, Any]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(args.timeout)
+    s.bind(("0.0.0.0", 0))
+    info: dict[str, Any] = {"port": s.getsockname()[1], "outcome": None}
+    start = time.monotonic()
+    try:
+        s.connect((args.host, args.port))
+        info["ip"] = s.getsockname()[0]
+        s.sendall(b"ping\n")
+        got = b""
+        while len(got) < 5:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        info["outcome"] = "served" if got == b"ping\n" else "closed" if got == b"" else "garbled"
+    except ConnectionRefusedError:
+        info["outcome"] = "refused"
+    except (ConnectionResetError, BrokenPipeError):
+        info["outcome"] = "reset"
+    except TimeoutError:
+        info["outcome"] = "hang"
+    except OSError as exc:
+        info["outcome"] = "error"
+        info["error"] = describe(exc)
+    finally:
+        s.close()
+    info["seconds"] = round(time.monotonic() - start, 4)
+    info["ok"] = info["outcome"] != "hang"
+    return info
+
+
+async def mode_steer(args: argparse.Namespace) -> dict[str, Any]:
+    results = []
+    for _ in range(args.count):
+        results.append(await asyncio.to_thread(steer_one, args))
+    return {"results": results}
+
+
+MODES = {
+    "echo": mode_echo,
+    "canned": mode_canned,
+    "accept": mode_accept,
+    "hold": mode_hold,
+    "steer": mode_steer,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="labtraffic")
+    p.add_argument("mode", choices=sorted(MODES))
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--sizes", default="1,1024")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--half-close", action="store_true")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.port is None:
+        args.port = DEFAULT_PORTS[args.mode]
+    if args.mode == "hold" and args.concurrency == 1:
+        args.concurrency = 32
+    start = time.monotonic()
+    summary: dict[str, Any] = {"mode": args.mode, "host": args.host, "port": args.port}
+    summary.update(asyncio.run(MODES[args.mode](args)))
+    results = summary["results"]
+    summary["local_ip"] = next((r["ip"] for r in results if r.get("ip")), None)
+    summary["errors"] = [f"{r.get('port')}: {r['error']}" for r in results if r.get("error")]
+    summary["ok"] = bool(results) and all(r.get("ok") for r in results)
+    summary["seconds"] = round(time.monotonic() - start, 3)
+    emit(summary)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
