@@ -181,16 +181,7 @@ class LabOps:
                 self._names[service] = name
         if not self._names:
             raise LabError(f"lab '{self.project}' is not running (scripts/lab up)")
-        nets = run(
-            [
-                self.docker,
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                f"label={PROJECT_LABEL}={self.project}",
-            ]
-        ).stdout.split()
+        nets = self._networks()
         if nets:
             subnet = run(
                 [
@@ -238,19 +229,22 @@ class LabOps:
     def native_stack_ip(self) -> str:
         return str(self.subnet.network_address + NATIVE_STACK_HOST_NUMBER)
 
+    def _networks(self) -> list[str]:
+        """The ids of this lab project's networks."""
+        cmd = [
+            self.docker,
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            f"label={PROJECT_LABEL}={self.project}",
+        ]
+        return run(cmd).stdout.split()
+
     @property
     def bridge(self) -> str:
         """The lab network's bridge on the docker host (where a capture sees all the lab)."""
-        nets = run(
-            [
-                self.docker,
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                f"label={PROJECT_LABEL}={self.project}",
-            ]
-        ).stdout.split()
+        nets = self._networks()
         if not nets:
             raise LabError(f"lab '{self.project}' has no network")
         res = run(
