@@ -131,6 +131,8 @@ stop_engine() {
             kill -TERM "$pid"
             for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
             kill -0 "$pid" 2>/dev/null && die "dockerd (pid $pid) did not stop within 30 s"
+            # Its default bridge outlives it; the next start makes it again.
+            ip link del docker0 2>/dev/null || true
         fi
         rm -f "$DOCKERD_PIDFILE"
     else
