@@ -19,6 +19,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -396,53 +397,17 @@ def _supervise(
             for c in children:  # a dead shard's last words may still be unread
                 if c.status is not None and c.control.fileno() in sel.get_map():
                     read_control(c)
-            if exit_code is None and until_done:
-                failed = [c for c in children if c.status not in (None, 0)]
-                if first_error is not None:
-                    print(first_error, file=sys.stderr, flush=True)
-                    exit_code = EXIT_START_FAILED
-                elif failed:
-                    exit_code = failed[0].status if failed[0].status > 0 else EXIT_SHARD_DIED
-                    if failed[0].status < 0:
-                        print(
-                            f"seashard: shard {failed[0].shard} {_describe(failed[0].status)}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                elif stop_requested:
-                    exit_code = EXIT_OK
-            elif exit_code is None:
-                if first_error is not None:
-                    print(first_error, file=sys.stderr, flush=True)
-                    exit_code = EXIT_START_FAILED
-                elif dead := [c for c in children if c.status is not None]:
-                    for c in dead:
-                        if stop_requested:
-                            continue
-                        print(
-                            f"seashard: shard {c.shard} (pid {c.pid}) {_describe(c.status)}; "
-                            "stopping the server",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                    exit_code = (
-                        EXIT_OK
-                        if stop_requested
-                        else (
-                            EXIT_START_FAILED
-                            if not all(c.ready for c in children)
-                            else EXIT_SHARD_DIED
-                        )
-                    )
-                elif stop_requested:
-                    exit_code = EXIT_OK
+            if exit_code is None:
+                exit_code, messages = _verdict(children, first_error, stop_requested, until_done)
+                for message in messages:
+                    print(message, file=sys.stderr, flush=True)
             if exit_code is not None and stop_sent_at is None:
-                stop_sent_at = _now()
+                stop_sent_at = time.monotonic()
                 _signal_all(children, signal.SIGTERM)
-            if stop_sent_at is not None and _now() - stop_sent_at > stop_timeout:
+            if stop_sent_at is not None and time.monotonic() - stop_sent_at > stop_timeout:
                 print("seashard: shards did not stop in time; killing them", file=sys.stderr)
                 _signal_all(children, signal.SIGKILL)
-                stop_sent_at = _now() + 3600
+                stop_sent_at = time.monotonic() + 3600
             if not announced and exit_code is None and all(c.ready for c in children):
                 announced = True
                 if on_ready is not None:
@@ -468,10 +433,32 @@ def _supervise(
     return exit_code if exit_code is not None else EXIT_OK
 
 
-def _now() -> float:
-    import time
-
-    return time.monotonic()
+def _verdict(
+    children: list[_Child], first_error: str | None, stop_requested: bool, until_done: bool
+) -> tuple[int | None, list[str]]:
+    """The run's exit code once it is decided (None: go on) and what to tell the user."""
+    if first_error is not None:
+        return EXIT_START_FAILED, [first_error]
+    dead = [c for c in children if c.status is not None]
+    if until_done:  # a finite job: shards may end on their own; the first failure decides
+        failed = [c for c in dead if c.status != 0]
+        if failed:
+            c = failed[0]
+            if c.status is not None and c.status > 0:
+                return c.status, []
+            return EXIT_SHARD_DIED, [
+                f"seashard: shard {c.shard} (pid {c.pid}) {_describe(c.status)}"
+            ]
+        return (EXIT_OK if stop_requested else None), []
+    if stop_requested:
+        return EXIT_OK, []
+    if dead:  # a server's shards never end on their own
+        code = EXIT_SHARD_DIED if all(c.ready for c in children) else EXIT_START_FAILED
+        return code, [
+            f"seashard: shard {c.shard} (pid {c.pid}) {_describe(c.status)}; stopping the server"
+            for c in dead
+        ]
+    return None, []
 
 
 def _drain(sock: socket.socket) -> None:
