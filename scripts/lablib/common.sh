@@ -211,6 +211,9 @@ lab_build() {
         die "docker build failed (full log: $log)"
     fi
     rm -f "$log"
+    # A rebuild leaves the previous lab image untagged: remove those, not anyone else's.
+    docker image prune -f --filter "label=org.opencontainers.image.title=seashard lab" >/dev/null \
+        || true
     say "built $LAB_IMAGE in $(( $(date +%s) - start )) s"
 }
 
