@@ -1,13 +1,9 @@
 """Shards: one process per shard, each pinned to its own CPU with its own event loop.
 
-The supervisor (the process the user started) forks the shards, waits for all
-of them to report ready, forwards SIGINT/SIGTERM, and brings the whole server
-down if any shard dies. Inside a shard, ``submit_to`` and ``invoke_on_all``
-run a function on another shard (or all) and await its result; messages travel
-over SEQPACKET socketpairs (see channel.py).
-
-Exit codes of ``run``: 0 clean shutdown, 1 a shard failed to start (bind error,
-bad device...), 3 a shard died while serving.
+``run`` forks the shards and hands them to the supervisor (supervisor.py),
+which also decides the exit code. Inside a shard, ``submit_to`` and
+``invoke_on_all`` run a function on another shard (or all) and await its
+result; messages travel over SEQPACKET socketpairs (see channel.py).
 """
 
 from __future__ import annotations
@@ -15,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import selectors
 import signal
 import socket
 import sys
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,10 +21,13 @@ from typing import Any
 
 from seashard.channel import Channel, channel_pair
 from seashard.shm import SharedCounters
-
-EXIT_OK = 0
-EXIT_START_FAILED = 1
-EXIT_SHARD_DIED = 3
+from seashard.supervisor import (  # noqa: F401 (re-exported)
+    EXIT_OK,
+    EXIT_SHARD_DIED,
+    EXIT_START_FAILED,
+    Child,
+    supervise,
+)
 
 
 class StartupError(Exception):
@@ -165,15 +162,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 ShardMain = Callable[[Shard], Awaitable[None]]
 
 
-@dataclass
-class _Child:
-    shard: int
-    pid: int
-    control: socket.socket
-    ready: bool = False
-    status: int | None = None
-
-
 def run(
     count: int,
     shard_main: ShardMain,
@@ -199,7 +187,7 @@ def run(
         raise ValueError(f"-c {count} exceeds the {len(cpus)} CPUs available ({_cpulist(cpus)})")
     counters = SharedCounters(count)
     links = {(i, j): channel_pair() for i in range(count) for j in range(i + 1, count)}
-    children: list[_Child] = []
+    children: list[Child] = []
     sys.stdout.flush()
     sys.stderr.flush()
     for shard_id in range(count):
@@ -229,11 +217,11 @@ def run(
                 sys.stderr.flush()
                 os._exit(code)
         child_end.close()
-        children.append(_Child(shard_id, pid, parent_end))
+        children.append(Child(shard_id, pid, parent_end))
     for a, b in links.values():
         a.close()
         b.close()
-    return _supervise(children, on_ready, stop_timeout, until_done)
+    return supervise(children, on_ready, stop_timeout, until_done)
 
 
 def _cpulist(cpus: list[int]) -> str:
@@ -336,168 +324,3 @@ def _control_readable(control: socket.socket, shard: Shard) -> None:
     if not data:  # the supervisor is gone: stop rather than serve headless
         shard.loop.remove_reader(control.fileno())
         shard.stopping.set()
-
-
-def _supervise(
-    children: list[_Child],
-    on_ready: Callable[[list[int]], None] | None,
-    stop_timeout: float,
-    until_done: bool,
-) -> int:
-    sel = selectors.DefaultSelector()
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
-    stop_requested = False
-    exit_code: int | None = None
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    old_int = signal.signal(signal.SIGINT, on_signal)
-    old_term = signal.signal(signal.SIGTERM, on_signal)
-    old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector
-    sel.register(wake_r, selectors.EVENT_READ)
-    for c in children:
-        c.control.setblocking(False)
-        sel.register(c.control, selectors.EVENT_READ, c)
-    first_error: str | None = None
-    stop_sent_at: float | None = None
-    announced = False
-
-    def read_control(child: _Child) -> None:
-        nonlocal first_error
-        while True:
-            try:
-                data = child.control.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                if child.control.fileno() in sel.get_map():
-                    sel.unregister(child.control)
-                return
-            for line in data.decode(errors="replace").splitlines():
-                if line == "ready":
-                    child.ready = True
-                elif line.startswith("failed ") and first_error is None:
-                    first_error = line[len("failed ") :]
-
-    try:
-        while any(c.status is None for c in children):
-            for key, _ in sel.select(timeout=0.5):
-                if key.data is None:
-                    _drain(wake_r)
-                else:
-                    read_control(key.data)
-            _reap(children)
-            for c in children:  # a dead shard's last words may still be unread
-                if c.status is not None and c.control.fileno() in sel.get_map():
-                    read_control(c)
-            if exit_code is None:
-                exit_code, messages = _verdict(children, first_error, stop_requested, until_done)
-                for message in messages:
-                    print(message, file=sys.stderr, flush=True)
-            if exit_code is not None and stop_sent_at is None:
-                stop_sent_at = time.monotonic()
-                _signal_all(children, signal.SIGTERM)
-            if stop_sent_at is not None and time.monotonic() - stop_sent_at > stop_timeout:
-                print("seashard: shards did not stop in time; killing them", file=sys.stderr)
-                _signal_all(children, signal.SIGKILL)
-                stop_sent_at = time.monotonic() + 3600
-            if not announced and exit_code is None and all(c.ready for c in children):
-                announced = True
-                if on_ready is not None:
-                    on_ready([c.pid for c in children])
-    finally:
-        signal.set_wakeup_fd(old_wakeup)
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGCHLD, old_chld)
-        sel.close()
-        wake_r.close()
-        wake_w.close()
-        for c in children:
-            c.control.close()
-    if until_done and exit_code is None:
-        return EXIT_OK
-    if exit_code == EXIT_OK and any(c.status != 0 for c in children):
-        bad = next(c for c in children if c.status != 0)
-        print(
-            f"seashard: shard {bad.shard} {_describe(bad.status)} while stopping", file=sys.stderr
-        )
-        return EXIT_SHARD_DIED
-    return exit_code if exit_code is not None else EXIT_OK
-
-
-def _verdict(
-    children: list[_Child], first_error: str | None, stop_requested: bool, until_done: bool
-) -> tuple[int | None, list[str]]:
-    """The run's exit code once it is decided (None: go on) and what to tell the user."""
-    if first_error is not None:
-        return EXIT_START_FAILED, [first_error]
-    dead = [c for c in children if c.status is not None]
-    if until_done:  # a finite job: shards may end on their own; the first failure decides
-        failed = [c for c in dead if c.status != 0]
-        if failed:
-            c = failed[0]
-            if c.status is not None and c.status > 0:
-                return c.status, []
-            return EXIT_SHARD_DIED, [
-                f"seashard: shard {c.shard} (pid {c.pid}) {_describe(c.status)}"
-            ]
-        return (EXIT_OK if stop_requested else None), []
-    if stop_requested:
-        return EXIT_OK, []
-    if dead:  # a server's shards never end on their own
-        code = EXIT_SHARD_DIED if all(c.ready for c in children) else EXIT_START_FAILED
-        return code, [
-            f"seashard: shard {c.shard} (pid {c.pid}) {_describe(c.status)}; stopping the server"
-            for c in dead
-        ]
-    return None, []
-
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        while sock.recv(4096):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-
-
-def _reap(children: list[_Child]) -> None:
-    for c in children:
-        if c.status is not None:
-            continue
-        try:
-            pid, status = os.waitpid(c.pid, os.WNOHANG)
-        except ChildProcessError:
-            c.status = -1
-            continue
-        if pid:
-            c.status = os.waitstatus_to_exitcode(status)
-
-
-def _signal_all(children: list[_Child], signum: int) -> None:
-    for c in children:
-        if c.status is None:
-            try:
-                os.kill(c.pid, signum)
-            except ProcessLookupError:
-                pass
-
-
-def _describe(status: int | None) -> str:
-    if status is None:
-        return "is running"
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = str(-status)
-        return f"was killed by {name}"
-    return f"exited with code {status}"
