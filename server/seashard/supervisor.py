@@ -26,6 +26,8 @@ EXIT_SHARD_DIED = 3
 
 @dataclass
 class Child:
+    """A forked shard: its pid, its end of the control socket (ready/failed lines)."""
+
     shard: int
     pid: int
     control: socket.socket
@@ -39,6 +41,7 @@ def supervise(
     stop_timeout: float,
     until_done: bool,
 ) -> int:
+    """Watch ``children`` until all have exited; return the exit code."""
     sel = selectors.DefaultSelector()
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
