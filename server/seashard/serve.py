@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -65,9 +64,6 @@ def make_stack(config: ServeConfig, shard: smp.Shard) -> Any:
 async def shard_main(config: ServeConfig, shard: smp.Shard) -> None:
     stack = make_stack(config, shard)
     net.set_stack(stack)
-    start = getattr(stack, "start", None)
-    if start is not None:
-        await start()
     options = ListenOptions(
         reuse_address=config.reuse_address, lba=config.lba, fixed_cpu=config.fixed_cpu
     )
@@ -121,5 +117,4 @@ def run(config: ServeConfig) -> int:
     async def main(shard: smp.Shard) -> None:
         await shard_main(config, shard)
 
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return smp.run(config.smp, main, cpus=cpus, pin=config.pin, on_ready=on_ready)

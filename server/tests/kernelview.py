@@ -17,16 +17,16 @@ class SockOwner:
     pids: frozenset[int]
 
 
+def _ss(*args: str) -> list[str]:
+    """`ss -tnH ARGS` lines (no header)."""
+    out = subprocess.run(["ss", "-tnH", *args], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
 def established_on_port(port: int) -> list[SockOwner]:
     """Established sockets whose local port is ``port``, with the pids holding them."""
-    out = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     owners = []
-    for line in out.splitlines():
+    for line in _ss("-p", "state", "established", f"( sport = :{port} )"):
         fields = line.split()
         if len(fields) < 4:
             continue
@@ -37,20 +37,11 @@ def established_on_port(port: int) -> list[SockOwner]:
 
 
 def time_wait_on_port(port: int) -> list[str]:
-    out = subprocess.run(
-        ["ss", "-tnH", "state", "time-wait", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [line for line in out.splitlines() if line.strip()]
+    return _ss("state", "time-wait", f"( sport = :{port} )")
 
 
 def listening(port: int) -> bool:
-    out = subprocess.run(
-        ["ss", "-tlnH", f"( sport = :{port} )"], capture_output=True, text=True, check=True
-    ).stdout
-    return bool(out.strip())
+    return bool(_ss("-l", f"( sport = :{port} )"))
 
 
 def cpus_allowed(pid: int) -> str:

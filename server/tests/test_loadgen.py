@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.serverproc import run_cli
 
@@ -47,8 +48,14 @@ def test_mixed_load_on_two_shards_verifies_everything(serve) -> None:  # type: i
         assert summary[kind]["requests"] > 10, summary
         assert summary[kind]["errors"] == 0, summary
     assert summary["echo"]["bytes"] == 3000 * summary["echo"]["requests"]
-    # The accept logger saw every connect the load generator counted (and the echo ones none).
-    assert server.wait_for_output("Accepted connection from", stream="stdout")
+    # The accept logger logged every connect the load generator counted; at most the 4
+    # connect workers' last, unfinished attempts (cut off at the deadline) come on top.
+    counted = summary["connect"]["requests"]
+    deadline = time.monotonic() + 10
+    while len(server.stdout_lines) < counted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logged = [line for line in server.stdout_lines if line.startswith("Accepted connection from")]
+    assert counted <= len(logged) <= counted + 4, (counted, len(logged))
 
 
 def test_wrong_replies_are_counted_and_fail_the_run(serve) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -54,7 +53,8 @@ class Stats:
 
 
 _stats = Stats()
-_done: asyncio.Event | None = None
+_done: asyncio.Event | None = None  # shard 0 says: summary printed, you may exit
+_workers_stopped: asyncio.Event | None = None  # this shard's workers have all ended
 
 
 def shard_stats() -> dict[str, dict[str, float]]:
@@ -64,6 +64,12 @@ def shard_stats() -> dict[str, dict[str, float]]:
         "errors": dict(_stats.errors),
         "latency_sum": dict(_stats.latency_sum),
     }
+
+
+async def workers_stopped() -> None:
+    """Runs on each shard: returns once its counters are final."""
+    if _workers_stopped is not None:
+        await _workers_stopped.wait()
 
 
 def finish() -> None:
@@ -212,11 +218,12 @@ def _kinds(mode: str) -> list[str]:
 
 
 async def shard_main(cfg: LoadConfig, shard: smp.Shard) -> None:
-    global _done
+    global _done, _workers_stopped
     from seashard.net.posix import PosixStack
 
     net.set_stack(PosixStack(shard))
     _done = asyncio.Event()
+    _workers_stopped = asyncio.Event()
     stop = asyncio.Event()
     smp.announce_started()
     kinds = _kinds(cfg.mode)
@@ -231,18 +238,19 @@ async def shard_main(cfg: LoadConfig, shard: smp.Shard) -> None:
     started = time.monotonic()
     if shard.id == 0:
         reporter = asyncio.ensure_future(_report(cfg, started, stop))
-    deadline = started + cfg.duration if cfg.duration > 0 else None
     stopping = asyncio.ensure_future(shard.stopping.wait())
     done = asyncio.ensure_future(_done.wait())
     await asyncio.wait(
         {stopping, done},
-        timeout=None if deadline is None else cfg.duration,
+        timeout=cfg.duration if cfg.duration > 0 else None,
         return_when=asyncio.FIRST_COMPLETED,
     )
     stop.set()
     await asyncio.wait(tasks, timeout=cfg.timeout)
+    _workers_stopped.set()
     if shard.id == 0:
         reporter.cancel()
+        await smp.invoke_on_all(workers_stopped)  # every shard's counts are final
         totals = _merge(await smp.invoke_on_all(shard_stats))
         elapsed = time.monotonic() - started
         _print_summary(cfg, totals, elapsed)
@@ -356,5 +364,4 @@ def run_from_args(args: argparse.Namespace) -> int:
         await shard_main(cfg, shard)
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return smp.run(count, main, cpus=cpus, pin=pin, until_done=True)

@@ -139,11 +139,10 @@ class PosixStack:
         self._listeners: dict[int, PosixServerSocket] = {}
         self._kernel: dict[int, _KernelListener] = {}
         self._slots: dict[int, int] = {}  # port -> shared counter slot (shard 0 assigns)
-        self._connections: dict[int, PosixConnection] = {}
+        self._connections: set[PosixConnection] = set()
         self._ids = itertools.count()
         self.connections_total = 0
         self.refused_no_listener = 0
-        self._closed_slot: dict[int, int] = {}  # id(conn) -> slot, for the shared counters
         shard.on(_HANDOFF, self._on_handoff)
 
     # network_stack
@@ -178,19 +177,16 @@ class PosixStack:
             sock.close()
             raise
         port = sock.getsockname()[1]
-        slot = self._slots.setdefault(port, len(self._slots))
-        if slot >= MAX_SLOTS:
+        if port not in self._slots and len(self._slots) >= MAX_SLOTS:
             sock.close()
             raise OSError(errno.ENOSPC, f"more than {MAX_SLOTS} listening ports")
+        slot = self._slots.setdefault(port, len(self._slots))
         return _KernelListener(self, sock, slot, options)
 
     async def connect(self, address: SocketAddress) -> PosixConnection:
         _, conn = await self.loop.create_connection(
             lambda: self._new_connection(None), address.host, address.port
         )
-        conn_sock = conn._transport.get_extra_info("socket") if conn._transport else None
-        if conn_sock is not None:
-            conn_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
     # hand-off and ownership
@@ -217,7 +213,6 @@ class PosixStack:
 
     async def adopt(self, sock: socket.socket, slot: int | None) -> PosixConnection:
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Linux lets a SO_REUSEADDR listener bind past a TIME_WAIT socket only if that
         # socket had SO_REUSEADDR too (accepted sockets inherit the listener's flag).
         # Setting it here leaves the choice to the *next* run's --reuse-address alone.
@@ -234,18 +229,15 @@ class PosixStack:
         return conn
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
-        conn = PosixConnection(self.streams, self._connection_lost)
-        self._connections[id(conn)] = conn
-        if slot is not None:
-            self._closed_slot[id(conn)] = slot
+        conn = PosixConnection(self.streams, self._connection_lost, slot)
+        self._connections.add(conn)
         self.connections_total += 1
         return conn
 
     def _connection_lost(self, conn: PosixConnection) -> None:
-        self._connections.pop(id(conn), None)
-        slot = self._closed_slot.pop(id(conn), None)
-        if slot is not None:
-            self.counters.add_closed(slot, self.shard.id)
+        self._connections.discard(conn)
+        if conn.slot is not None:
+            self.counters.add_closed(conn.slot, self.shard.id)
 
     def _listener_gone(self, server: PosixServerSocket) -> None:
         port = server.local_address.port
@@ -275,7 +267,7 @@ class PosixStack:
                 "bytes_in": c.bytes_in,
                 "bytes_out": c.bytes_out,
             }
-            for c in list(self._connections.values())
+            for c in list(self._connections)
         ]
 
     async def stop(self, grace: float) -> None:
@@ -287,7 +279,7 @@ class PosixStack:
         deadline = self.loop.time() + grace
         while self._connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self._connections.values()):
+        for conn in list(self._connections):
             conn.abort()
         for _ in range(20):  # let the aborts' connection_lost callbacks run
             if not self._connections:

@@ -53,9 +53,11 @@ class PosixConnection(asyncio.Protocol):
         self,
         counters: StreamCounters,
         on_lost: Callable[[PosixConnection], None],
+        slot: int | None = None,
     ) -> None:
         self._counters = counters
         self._on_lost = on_lost
+        self.slot = slot  # the listener's shared-counter slot (None: we connected out)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
@@ -76,6 +78,11 @@ class PosixConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        # Every write is flushed by the apps (echo replies at once): no Nagle delay.
+        # uvloop sets it on its own; asyncio's connect_accepted_socket does not.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=0)
         local = transport.get_extra_info("sockname")
         remote = transport.get_extra_info("peername")

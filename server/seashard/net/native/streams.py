@@ -112,7 +112,7 @@ class NativeConnection:
                 self.layer.stats["bytes_in"] += len(data)
                 self.layer.kick(self)  # a window update may be due
                 return data
-            if tcp.at_eof or (tcp.fin_received and not tcp.unread):
+            if tcp.at_eof:
                 return b""
             if tcp.is_closed or tcp.state is State.TIME_WAIT:
                 if tcp.error:

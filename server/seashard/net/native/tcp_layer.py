@@ -30,6 +30,7 @@ from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.segment import Flags, Segment
 from seashard.tcp.seq import seq_add
+from seashard.wire.errors import MalformedError
 from seashard.wire.ipv4 import IpProto, IPv4Packet
 from seashard.wire.tcp import TcpPacket
 
@@ -122,13 +123,30 @@ class TcpLayer:
         """The Interface's TCP handler. MalformedError propagates: it counts the drop."""
         pkt = TcpPacket.parse(data, ip.src, ip.dst)
         key = (ip.src, pkt.src_port, pkt.dst_port)
-        conn = self.conns.get(key)
-        if conn is None and self.forward is not None:
+        if key not in self.conns and self.forward is not None:
             owner = self._owner(key)
             if owner != self.shard_id:
                 self.stats["segments_forwarded"] += 1
                 self.forward(owner, ip.src, data)
                 return
+        self._segment_in(ip.src, pkt, now)
+
+    def on_forwarded(self, src_ip: str, data: bytes) -> None:
+        """A segment another shard received for a flow we own (software RSS).
+
+        That shard checked the checksum already; a damaged one is counted, not raised.
+        """
+        try:
+            pkt = TcpPacket.parse(data, src_ip, self.interface.ip, verify=False)
+        except MalformedError:
+            self.stats["segments_malformed"] += 1
+            return
+        self._segment_in(src_ip, pkt, self.now())
+
+    def _segment_in(self, src_ip: str, pkt: TcpPacket, now: float) -> None:
+        """A segment this shard owns: to its connection, else to a listener or a reset."""
+        key = (src_ip, pkt.src_port, pkt.dst_port)
+        conn = self.conns.get(key)
         self.stats["segments_in"] += 1
         seg = Segment(
             seq=pkt.seq,
@@ -150,27 +168,9 @@ class TcpLayer:
                 # RFC 1122 4.2.2.13: the new ISS must be above the old incarnation's
                 # sequence numbers; Linux uses the old SND.NXT + 65535 + 2.
                 iss = seq_add(conn.tcp.snd_max, 65535 + 2)
-                self._no_connection(ip.src, pkt, reopen, now, iss)
+                self._no_connection(src_ip, pkt, reopen, now, iss)
             return
-        self._no_connection(ip.src, pkt, seg, now)
-
-    def on_forwarded(self, src_ip: str, data: bytes) -> None:
-        """A segment another shard received for a flow we own (software RSS)."""
-        from seashard.wire.errors import MalformedError
-
-        now = self.now()
-        ip = IPv4Packet(src_ip, self.interface.ip, IpProto.TCP, data)
-        try:
-            self.on_packet_owned(ip, data, now)
-        except MalformedError:
-            self.stats["segments_malformed"] += 1
-
-    def on_packet_owned(self, ip: IPv4Packet, data: bytes, now: float) -> None:
-        forward, self.forward = self.forward, None
-        try:
-            self.on_packet(ip, data, now)
-        finally:
-            self.forward = forward
+        self._no_connection(src_ip, pkt, seg, now)
 
     def _owner(self, key: FlowKey) -> int:
         remote_ip, remote_port, local_port = key
