@@ -222,6 +222,7 @@ async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _:
             )
         s.latency.record(time.monotonic() - start)
         s.requests += 1
+        s.verified_bytes += len(got)
 
 
 async def _connect_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):

@@ -28,7 +28,7 @@ class Series:
     errors: Counter[str] = field(default_factory=Counter)  # reason -> count
     bytes_sent: int = 0
     bytes_received: int = 0
-    verified_bytes: int = 0  # echo payload bytes of verified round trips
+    verified_bytes: int = 0  # payload bytes of verified requests (echo and canned)
     live: int = 0  # open connections of this kind's workers to this target
     latency: LogHistogram = field(default_factory=LogHistogram)
 
@@ -108,7 +108,7 @@ def summary(
             "target": target,
             "requests": s.requests,
             "per_second": round(s.requests / elapsed, 1) if elapsed else 0.0,
-            "bytes": s.verified_bytes if kind == "echo" else s.bytes_received,
+            "bytes": s.verified_bytes,  # payload of verified requests
             "mean_latency_ms": _ms(s.latency.sum / s.latency.count) if s.latency.count else None,
             "latency_ms": latency_ms(s.latency),
             "errors": errors,  # on this target, its connects' included
