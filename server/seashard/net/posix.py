@@ -194,7 +194,7 @@ class _KernelListener:
                 self._back_off(exc)
                 return
             if self.backoff:
-                stack.log_accept(
+                stack.log_recovered(
                     f"accept on port {self.port}: accepting again after "
                     f"{self.failures} failed attempts"
                 )
@@ -251,6 +251,7 @@ class PosixStack:
         self.handoffs_lost = 0
         self.accept_errors: Counter[str] = Counter()
         self.log_accept = RateLimitedLog()
+        self.log_recovered = RateLimitedLog()
         self._log_lost = RateLimitedLog()
         shard.on(_HANDOFF, self._on_handoff)
 
