@@ -47,14 +47,14 @@ def _ipv4(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
 
 
-def _add_smp(p: argparse.ArgumentParser) -> None:
+def _add_smp(p: argparse.ArgumentParser, default: str = "every CPU we may use") -> None:
     p.add_argument(
         "-c",
         "--smp",
         type=_positive,
         default=None,
         metavar="N",
-        help="shards: one process each, pinned to its own CPU (default: every CPU we may use)",
+        help=f"shards: one process each, pinned to its own CPU (default: {default})",
     )
 
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep serving the final numbers this long after the summary (for a last scrape)",
     )
-    _add_smp(load)
+    _add_smp(load, default="1")
     net.stacks.add_arguments(load)
     return parser
 
