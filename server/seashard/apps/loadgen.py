@@ -397,7 +397,7 @@ def _print_summary(cfg: LoadConfig, totals: dict[Key, Series], elapsed: float) -
     for host in cfg.hosts:
         for kind in kinds:
             s = summary["by_host"][host][kind]
-            p = s["latency_ms"]
+            p = {q: "-" if v is None else v for q, v in s["latency_ms"].items()}
             print(
                 f"load {host}: {kind}: {s['requests']} in {elapsed:.1f}s = "
                 f"{s['per_second']}/s, errors {s['errors']}, latency ms p50 {p['p50']} "
