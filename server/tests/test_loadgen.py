@@ -135,7 +135,8 @@ def test_metrics_endpoint_agrees_with_the_summary(serve) -> None:  # type: ignor
             if during is None and "t=1s" in line:  # while it runs, it serves live numbers
                 during = _parse(_scrape(mport))[1]
         summary = json.loads(lines[-1])
-        types, samples = _parse(_scrape(mport))  # lingering: the final numbers
+        final_text = _scrape(mport)  # lingering: the final numbers
+        types, samples = _parse(final_text)
     finally:
         load.send_signal(signal.SIGINT)  # ends the linger
         rc = load.wait(30)
@@ -189,6 +190,25 @@ def test_metrics_endpoint_agrees_with_the_summary(serve) -> None:  # type: ignor
     assert summary["canned"]["bytes"] == series[(canned_t, "canned")]["requests"] * 23
     assert summary["connect"]["requests"] == series[(logger_t, "connect")]["requests"]
     assert not any(name == "seashard_load_errors_total" for name, _ in samples)
+    _check_with_prometheus_client(final_text, summary)
+
+
+def _check_with_prometheus_client(text: str, summary: dict) -> None:
+    """Where the lab's parser is installed, it reads the same numbers (host side only)."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return  # the hand parser above has checked every number already
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    latency = families["seashard_load_latency_seconds"]
+    assert latency.type == "histogram"
+    counts = {
+        (s.labels["target"], s.labels["kind"]): s.value
+        for s in latency.samples
+        if s.name.endswith("_count")
+    }
+    assert counts == {(s["target"], s["kind"]): s["requests"] for s in summary["series"]}
+    assert families["seashard_load_connections_live"].type == "gauge"
 
 
 def test_metrics_port_held_by_another_program_fails_at_once() -> None:
