@@ -676,11 +676,9 @@ def _check_expect(p: dict[str, Any]) -> tuple[str, str] | None:
         return "rise_at_least", "'rise_at_least'/'rise_at_most' need a 'counter'"
     if p.get("counter") and not has_rise:
         return "counter", "a 'counter' needs 'rise_at_least' or 'rise_at_most'"
-    checks = [
-        k
-        for k, v in p.items()
-        if v not in (None, False) and k not in ("label", "of", "port", "shard")
-    ]
+    skip = ("label", "of", "port", "shard")
+    # identity, not equality: exit_code = 0 is a check (0 == False)
+    checks = [k for k, v in p.items() if v is not None and v is not False and k not in skip]
     if not checks:
         return "do", "an expect step with nothing to check"
     return None
