@@ -1,6 +1,6 @@
 """Packet-level checks with scapy, run INSIDE the probe container (NET_RAW, NET_ADMIN).
 
-    docker exec -i PROBE python3 - CHECK --ip IP [OPTIONS] < labprobe.py
+    python3 /tmp/seashard-lab/probe.py CHECK --ip IP [OPTIONS]   (copied in by seashard_lab.lab)
 
 Each check prints one JSON line with what it sent and what came back; the
 lab tests decide what is right.  Checks:
@@ -260,7 +260,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="labprobe")
     p.add_argument("check", choices=sorted(CHECKS))
     p.add_argument("--ip", required=True)
-    p.add_argument("--port", type=int, default=1234)
+    p.add_argument("--port", type=int, required=True)  # seashard_lab.lab passes plan's
     p.add_argument("--mac", default="")
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--timeout", type=float, default=3.0)
