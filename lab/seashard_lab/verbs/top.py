@@ -1,0 +1,136 @@
+"""`scripts/lab top`: a live per-server, per-shard and per-client view, refreshed every second.
+
+It scrapes the endpoints itself (both servers' admin /metrics, every client's
+load-generator /metrics), in parallel with a short timeout so that one stuck
+service cannot stall the others, and shows what `seashard_lab.rates` derives
+from the last two scrapes.  `--once` takes two scrapes one interval apart (a
+rate needs two) and prints one frame.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.live import Live
+
+from seashard_lab import rates, topview
+
+FETCH_TIMEOUT = 0.8
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where to look: service name -> /metrics URL; target host -> short name."""
+
+    servers: Mapping[str, str]
+    clients: Mapping[str, str]
+    names: Mapping[str, str]  # e.g. {"172.28.0.10": "posix", "172.28.0.21": "native"}
+
+
+def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def why(exc: BaseException) -> str:
+    """One short line for a service that did not answer."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {FETCH_TIMEOUT:g} s"
+    if isinstance(exc, ValueError):
+        return f"not Prometheus text ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+class Top:
+    """Scrapes every endpoint each tick and keeps the previous scrape for the rates."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        fetcher: Callable[[str], str] = fetch,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoints = endpoints
+        self.fetcher = fetcher
+        self.clock = clock
+        self.previous: dict[str, rates.Scrape] = {}
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lab-top")
+
+    def _scrape(self, url: str) -> rates.Scrape | BaseException:
+        try:
+            text = self.fetcher(url)
+            return rates.parse(text, self.clock())
+        except Exception as exc:  # noqa: BLE001 - a down service is data, not a crash
+            return exc
+
+    def tick(self) -> tuple[list[topview.ServerView], list[topview.ClientView]]:
+        ep = self.endpoints
+        urls = {**ep.servers, **ep.clients}
+        results = dict(zip(urls, self._pool.map(self._scrape, urls.values()), strict=True))
+        servers, clients = [], []
+        for name, url in ep.servers.items():
+            got = results[name]
+            view = topview.ServerView(name, url)
+            if isinstance(got, BaseException):
+                view.error = why(got)
+                self.previous.pop(name, None)
+            else:
+                view.rows = rates.shard_rows(self.previous.get(name), got)
+                self.previous[name] = got
+            servers.append(view)
+        for name, url in ep.clients.items():
+            got = results[name]
+            cview = topview.ClientView(name, url)
+            if isinstance(got, BaseException):
+                cview.error = why(got)
+                self.previous.pop(name, None)
+            else:
+                cview.rows = rates.target_rows(self.previous.get(name), got)
+                self.previous[name] = got
+            clients.append(cview)
+        return servers, clients
+
+    def frame(self, header: str):
+        servers, clients = self.tick()
+        return topview.frame(servers, clients, dict(self.endpoints.names), header)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run(
+    endpoints: Endpoints,
+    *,
+    once: bool = False,
+    interval: float = 1.0,
+    console: Console | None = None,
+    title: str = "seashard lab",
+) -> int:
+    console = console or Console()
+    top = Top(endpoints)
+    try:
+        if once:
+            top.tick()  # the first scrape: counters only, no rates yet
+            time.sleep(interval)
+            console.print(top.frame(f"{title}: rates over {interval:g} s"))
+            return 0
+        header = f"{title}: every {interval:g} s, Ctrl-C to quit"
+        with Live(top.frame(header), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(top.frame(f"{header}  ({time.strftime('%H:%M:%S')})"), refresh=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        top.close()
