@@ -64,7 +64,7 @@ def _table(title: str, columns: Sequence[str]) -> Table:
         title_style="bold",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        padding=(0, 1),
+        padding=(0, 1, 0, 0),  # with the column separator: two spaces between columns
         show_edge=False,
     )
     for i, c in enumerate(columns):
