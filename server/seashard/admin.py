@@ -1,7 +1,11 @@
 """The admin endpoint: per-shard metrics (Prometheus text) and the connection table (JSON).
 
-It runs on shard 0, in a thread with the stdlib HTTP server; each request asks
-every shard for its numbers with ``invoke_on_all`` on shard 0's event loop.
+Its socket is bound by the supervisor before any shard starts (a busy admin port
+fails the start at once); it is served from shard 0 by ``httpd.HttpEndpoint`` (a
+thread of its own, hardened against malformed and slow clients), and each request
+asks every shard for its numbers with ``invoke_on_all`` on shard 0's event loop.
+It listens on 127.0.0.1 unless told otherwise (``--admin-address``): the
+connection table names every client.
 """
 
 from __future__ import annotations
@@ -9,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from seashard import net, smp
+from seashard import httpd, net, smp
 
-GATHER_TIMEOUT = 5.0
+DEFAULT_ADDRESS = "127.0.0.1"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 GAUGES = {"connections_time_wait", "arp_cache_entries"}  # besides every *_live
 
 
@@ -70,58 +73,42 @@ def prometheus_text(shards: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _metrics() -> tuple[str, bytes]:
+    return PROMETHEUS_TEXT, prometheus_text(await smp.invoke_on_all(shard_metrics)).encode()
+
+
+async def _connections() -> tuple[str, bytes]:
+    per_shard = await smp.invoke_on_all(shard_connections)
+    table = [c for rows in per_shard for c in rows]
+    return "application/json", (json.dumps(table, indent=1) + "\n").encode()
+
+
+async def _shards() -> tuple[str, bytes]:
+    shards = await smp.invoke_on_all(shard_metrics)
+    return "application/json", (json.dumps(shards, indent=1) + "\n").encode()
+
+
+ROUTES: dict[str, httpd.Route] = {
+    "/metrics": _metrics,
+    "/connections": _connections,
+    "/shards": _shards,
+}
+
+
 class AdminServer:
-    def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        admin = self
+    """Bound where it is made (the supervisor); ``start`` serves it from shard 0."""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                admin._handle(self)
+    def __init__(self, host: str, port: int) -> None:
+        self._sock = httpd.bind(host, port, "admin")
+        self.port = self._sock.getsockname()[1]
+        self._endpoint: httpd.HttpEndpoint | None = None
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # keep stderr for the servers' own lines
-
-        try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            raise smp.StartupError(f"admin: bind: {exc.strerror} ({host}:{port})") from None
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="seashard-admin", daemon=True
-        )
-        self._thread.start()
-
-    def _gather(self, fn: Any) -> Any:
-        future = asyncio.run_coroutine_threadsafe(smp.invoke_on_all(fn), self._loop)
-        return future.result(timeout=GATHER_TIMEOUT)
-
-    def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        path = req.path.split("?", 1)[0]
-        try:
-            if path == "/metrics":
-                body = prometheus_text(self._gather(shard_metrics)).encode()
-                ctype = "text/plain; version=0.0.4; charset=utf-8"
-            elif path == "/connections":
-                table = [c for per_shard in self._gather(shard_connections) for c in per_shard]
-                body = (json.dumps(table, indent=1) + "\n").encode()
-                ctype = "application/json"
-            elif path == "/shards":
-                body = (json.dumps(self._gather(shard_metrics), indent=1) + "\n").encode()
-                ctype = "application/json"
-            else:
-                req.send_error(404, "try /metrics, /connections or /shards")
-                return
-        except Exception as exc:  # a shard did not answer in time
-            req.send_error(503, f"shards did not answer: {exc!r}")
-            return
-        req.send_response(200)
-        req.send_header("Content-Type", ctype)
-        req.send_header("Content-Length", str(len(body)))
-        req.end_headers()
-        req.wfile.write(body)
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._endpoint = httpd.HttpEndpoint(self._sock, ROUTES, loop, "admin")
+        self._endpoint.start()
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._endpoint is not None:
+            self._endpoint.close()
+        else:
+            self._sock.close()

@@ -7,7 +7,7 @@ import ipaddress
 import sys
 from typing import NoReturn
 
-from seashard import smp
+from seashard import net, smp
 from seashard.net import LoadBalancing
 
 EXIT_USAGE = 2
@@ -58,6 +58,16 @@ def _add_smp(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: not a number") from None
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from seashard.serve import SERVICES
 
@@ -72,7 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"services to run, among {', '.join(SERVICES)} (default: all three)",
     )
     _add_smp(serve)
-    serve.add_argument("--network-stack", choices=["posix", "native"], default="posix")
     serve.add_argument("--address", type=_ipv4, default="0.0.0.0", help="posix bind address")
     serve.add_argument("--echo-port", type=_port, default=1234)
     serve.add_argument("--canned-port", type=_port, default=1235)
@@ -96,39 +105,76 @@ def build_parser() -> argparse.ArgumentParser:
         "steered to other shards are closed and logged)",
     )
     serve.add_argument("--admin-port", type=_port, default=None, help="HTTP /metrics, /connections")
-    serve.add_argument("--admin-address", type=_ipv4, default="0.0.0.0")
+    serve.add_argument(
+        "--admin-address",
+        type=_ipv4,
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="where the admin endpoint listens (default 127.0.0.1: its connection table "
+        "names every client; 0.0.0.0 for all interfaces)",
+    )
     serve.add_argument(
         "--grace", type=float, default=5.0, help="seconds live connections get at shutdown"
     )
     serve.add_argument("--no-pin", action="store_true", help="do not pin shards to CPUs")
-    native = serve.add_argument_group("native stack")
-    native.add_argument("--tap-device", metavar="NAME", help="multiqueue TAP, one queue per shard")
-    native.add_argument(
-        "--packet-device", metavar="NAME", help="interface (e.g. a veth end) via AF_PACKET fanout"
+    net.stacks.add_arguments(serve)
+
+    load = sub.add_parser("load", help="sharded load generator")
+    load.add_argument("--host", type=_ipv4, required=True, help="server address")
+    load.add_argument("--mode", choices=["echo", "canned", "connect", "mixed"], default="echo")
+    load.add_argument("--connections", type=_positive, default=10, help="concurrent workers")
+    load.add_argument("--size", type=_positive, default=1024, help="echo payload bytes")
+    load.add_argument(
+        "--duration", type=_seconds, default=10.0, help="seconds; 0 runs until stopped"
     )
-    native.add_argument("--host-ipv4-addr", type=_ipv4, default="192.168.122.2")
-    native.add_argument("--gw-ipv4-addr", type=_ipv4, default=None)
-    native.add_argument("--netmask-ipv4-addr", type=_ipv4, default="255.255.255.0")
-    native.add_argument("--hw-addr", default=None, help="our MAC (default: derived from our IP)")
-    native.add_argument(
-        "--device-queues",
-        type=_positive,
+    load.add_argument(
+        "--rate", type=_seconds, default=0.0, help="starts per second in all (0: no cap)"
+    )
+    load.add_argument("--requests-per-connection", type=int, default=0)
+    load.add_argument("--echo-port", type=_port, default=1234)
+    load.add_argument("--canned-port", type=_port, default=1235)
+    load.add_argument("--accept-logger-port", type=_port, default=1236)
+    load.add_argument("--report-interval", type=_seconds, default=5.0)
+    load.add_argument("--seed", type=int, default=None)
+    load.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    load.add_argument("--pin", action="store_true", help="pin load shards to CPUs (default: not)")
+    load.add_argument(
+        "--metrics-port",
+        type=_port,
         default=None,
-        metavar="N",
-        help="device queues to open (default: one per shard; fewer: software RSS steers flows)",
+        metavar="PORT",
+        help="serve Prometheus text on ADDR:PORT/metrics: requests, errors, bytes, latency",
     )
-    native.add_argument(
-        "--state-dir", default=None, help="where TIME_WAIT is kept across runs (/run/seashard)"
+    load.add_argument(
+        "--metrics-address",
+        type=_ipv4,
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="where --metrics-port listens (default 0.0.0.0, for the lab's Prometheus)",
     )
-
-    from seashard.apps import loadgen
-
-    loadgen.add_arguments(sub.add_parser("load", help="sharded load generator"), _add_smp)
+    load.add_argument(
+        "--metrics-linger",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep serving the final numbers this long after the summary (for a last scrape)",
+    )
+    _add_smp(load)
+    net.stacks.add_arguments(load)
     return parser
 
 
+def _stack(args: argparse.Namespace) -> tuple[str, object] | str:
+    """The chosen stack's name and typed options, or the error line."""
+    try:
+        stack_type, options = net.stacks.from_args(args)
+    except net.OptionError as exc:
+        return str(exc)
+    return stack_type.name, options
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from seashard.serve import NativeConfig, ServeConfig, run
+    from seashard.serve import ServeConfig, run
 
     ports = {
         "echo": args.echo_port,
@@ -151,16 +197,14 @@ def _serve(args: argparse.Namespace) -> int:
     lba = LoadBalancing(args.lba)
     if lba is LoadBalancing.FIXED and not 0 <= args.fixed_cpu < count:
         return _fail(f"--fixed-cpu {args.fixed_cpu}: no such shard (shards 0..{count - 1})")
-    if args.network_stack == "native":
-        if bool(args.tap_device) == bool(args.packet_device):
-            return _fail("the native stack needs exactly one of --tap-device or --packet-device")
-    elif args.tap_device or args.packet_device:
-        return _fail("--tap-device/--packet-device need --network-stack native")
+    stack = _stack(args)
+    if isinstance(stack, str):
+        return _fail(stack)
     config = ServeConfig(
         smp=count,
         services=services,
         address=args.address,
-        stack=args.network_stack,
+        stack=stack[0],
         reuse_address=args.reuse_address,
         lba=lba,
         fixed_cpu=args.fixed_cpu,
@@ -169,18 +213,43 @@ def _serve(args: argparse.Namespace) -> int:
         admin_address=args.admin_address,
         grace=args.grace,
         pin=not args.no_pin,
-        native=NativeConfig(
-            tap_device=args.tap_device,
-            packet_device=args.packet_device,
-            host_ipv4_addr=args.host_ipv4_addr,
-            gw_ipv4_addr=args.gw_ipv4_addr,
-            netmask_ipv4_addr=args.netmask_ipv4_addr,
-            hw_addr=args.hw_addr,
-            device_queues=args.device_queues,
-            state_dir=args.state_dir,
-        ),
+        stack_options=stack[1],
     )
     return run(config)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from seashard.apps.loadgen import LoadConfig, run
+
+    if args.report_interval <= 0:
+        return _fail("--report-interval must be positive")
+    stack = _stack(args)
+    if isinstance(stack, str):
+        return _fail(stack)
+    count = args.smp or 1
+    cfg = LoadConfig(
+        host=args.host,
+        mode=args.mode,
+        connections=args.connections,
+        size=args.size,
+        duration=args.duration,
+        rate=args.rate,
+        requests_per_connection=args.requests_per_connection,
+        echo_port=args.echo_port,
+        canned_port=args.canned_port,
+        accept_logger_port=args.accept_logger_port,
+        report_interval=args.report_interval,
+        seed=args.seed,
+        json_out=args.json,
+        smp=count,
+        pin=args.pin and count <= len(smp.available_cpus()),
+        stack=stack[0],
+        stack_options=stack[1],
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        metrics_linger=args.metrics_linger,
+    )
+    return run(cfg)
 
 
 def _fail(message: str) -> int:
@@ -192,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    from seashard.apps import loadgen
-
-    return loadgen.run_from_args(args)
+    return _load(args)
 
 
 if __name__ == "__main__":

@@ -9,27 +9,17 @@ from types import ModuleType
 from typing import Any
 
 from seashard import net, smp
+from seashard.admin import DEFAULT_ADDRESS, AdminServer
 from seashard.apps import accept_logger, canned, echo
 from seashard.apps.common import service_loop
 from seashard.net import BindError, ListenOptions, LoadBalancing, SocketAddress
+from seashard.net.stacks import Prepared as StackPrepared
 
 SERVICES: dict[str, ModuleType] = {
     "echo": echo,
     "canned": canned,
     "accept-logger": accept_logger,
 }
-
-
-@dataclass
-class NativeConfig:
-    tap_device: str | None = None
-    packet_device: str | None = None
-    host_ipv4_addr: str = "192.168.122.2"
-    gw_ipv4_addr: str | None = None
-    netmask_ipv4_addr: str = "255.255.255.0"
-    hw_addr: str | None = None
-    device_queues: int | None = None  # default: one per shard
-    state_dir: str | None = None  # where TIME_WAIT outlives a run
 
 
 @dataclass
@@ -43,45 +33,81 @@ class ServeConfig:
     fixed_cpu: int = 0
     shard0_only: bool = False
     admin_port: int | None = None
-    admin_address: str = "0.0.0.0"
+    admin_address: str = DEFAULT_ADDRESS  # local by default; --admin-address widens it
     grace: float = 5.0
     pin: bool = True
-    native: NativeConfig = field(default_factory=NativeConfig)
+    stack_options: Any = None  # the chosen stack's typed options (net.STACKS[stack].from_args)
+
+    def listen_options(self) -> ListenOptions:
+        return ListenOptions(
+            reuse_address=self.reuse_address, lba=self.lba, fixed_cpu=self.fixed_cpu
+        )
 
 
-def make_stack(config: ServeConfig, shard: smp.Shard) -> Any:
-    if config.stack == "posix":
-        from seashard.net.posix import PosixStack
+@dataclass
+class Prepared:
+    """What the supervisor binds before forking: the stack's listeners, the admin socket."""
 
-        return PosixStack(shard)
-    if config.stack == "native":
-        from seashard.net.native.stack import NativeStack
+    stack: StackPrepared = field(default_factory=StackPrepared)
+    admin: AdminServer | None = None
 
-        return NativeStack(shard, config.native)
-    raise smp.StartupError(f"unknown network stack {config.stack!r}")
+    def close(self) -> None:
+        self.stack.close()
+        if self.admin is not None:
+            self.admin.close()
 
 
-async def shard_main(config: ServeConfig, shard: smp.Shard) -> None:
-    stack = make_stack(config, shard)
+def _bind_failed(config: ServeConfig, exc: BindError, port: int | None = None) -> smp.StartupError:
+    """The tutorial's line: ``bind: Address already in use (ADDR:PORT, SERVICE)``."""
+    port = exc.address.port if exc.address is not None else port
+    name = next((n for n, p in config.services.items() if p == port), "?")
+    return smp.StartupError(f"{exc} ({config.address}:{port}, {name})")
+
+
+def prepare(config: ServeConfig) -> Prepared:
+    """Bind what can be bound before any shard exists; a StartupError says what failed.
+
+    The posix stack binds its listening sockets here (the native stack keeps its own
+    TIME_WAIT rule, checked on its shards), so that `bind: Address already in use` comes
+    at once, with no shard, admin thread or device opened.
+    """
+    stack_type = net.STACKS[config.stack]
+    listens = [
+        (SocketAddress(config.address, port), config.listen_options())
+        for port in config.services.values()
+    ]
+    try:
+        prepared = Prepared(stack_type.prepare(config.stack_options, listens))
+    except BindError as exc:
+        raise _bind_failed(config, exc) from None
+    if config.admin_port is not None:
+        try:
+            prepared.admin = AdminServer(config.admin_address, config.admin_port)
+        except BaseException:
+            prepared.close()
+            raise
+    return prepared
+
+
+async def shard_main(config: ServeConfig, shard: smp.Shard, prepared: Prepared) -> None:
+    stack = net.STACKS[config.stack].create(shard, config.stack_options, prepared.stack)
     net.set_stack(stack)
-    options = ListenOptions(
-        reuse_address=config.reuse_address, lba=config.lba, fixed_cpu=config.fixed_cpu
-    )
+    options = config.listen_options()
     loops: list[asyncio.Task[None]] = []
-    admin = None
-    if shard.id == 0 and config.admin_port is not None:
-        from seashard.admin import AdminServer
-
-        admin = AdminServer(config.admin_address, config.admin_port, shard.loop)
+    admin = prepared.admin if shard.id == 0 else None
+    if shard.id != 0:
+        prepared.close()  # inherited copies: shard 0 alone listens and serves the admin
     try:
         if shard.id == 0 or not config.shard0_only:
             for name, port in config.services.items():
                 try:
                     listener = net.listen(SocketAddress(config.address, port), options)
                 except BindError as exc:
-                    raise smp.StartupError(f"{exc} ({config.address}:{port}, {name})") from None
+                    raise _bind_failed(config, exc, port) from None
                 app = SERVICES[name]
                 loops.append(shard.loop.create_task(service_loop(listener, app.handle_connection)))
+        if admin is not None:
+            admin.start(shard.loop)  # after the listeners: a failed bind starts nothing
         smp.announce_started()
         await shard.stopping.wait()
         await stack.stop(config.grace)
@@ -114,7 +140,20 @@ def run(config: ServeConfig) -> int:
     def on_ready(pids: list[int]) -> None:
         print(describe(config, pids, cpus), file=sys.stderr, flush=True)
 
-    async def main(shard: smp.Shard) -> None:
-        await shard_main(config, shard)
+    try:
+        prepared = prepare(config)
+    except smp.StartupError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return smp.EXIT_START_FAILED
 
-    return smp.run(config.smp, main, cpus=cpus, pin=config.pin, on_ready=on_ready)
+    async def main(shard: smp.Shard) -> None:
+        await shard_main(config, shard, prepared)
+
+    return smp.run(
+        config.smp,
+        main,
+        cpus=cpus,
+        pin=config.pin,
+        on_ready=on_ready,
+        after_fork=prepared.close,  # the shards have their copies; shard 0 keeps its own
+    )

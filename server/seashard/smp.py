@@ -171,6 +171,7 @@ def run(
     on_ready: Callable[[list[int]], None] | None = None,
     stop_timeout: float = 30.0,
     until_done: bool = False,
+    after_fork: Callable[[], None] | None = None,
 ) -> int:
     """Fork ``count`` shards running ``shard_main`` and supervise them; return the exit code.
 
@@ -179,6 +180,8 @@ def run(
     StartupError (or OSError) fails the start with its message. With
     ``until_done`` (a finite job such as the load generator) shards may return
     on their own: the exit code is then the first non-zero one of any shard.
+    ``after_fork`` runs in the supervisor once every shard is forked (e.g. to close
+    the supervisor's copies of sockets that a shard took over).
     """
     cpus = cpus if cpus is not None else available_cpus()
     if count < 1:
@@ -221,6 +224,8 @@ def run(
     for a, b in links.values():
         a.close()
         b.close()
+    if after_fork is not None:
+        after_fork()
     return supervise(children, on_ready, stop_timeout, until_done)
 
 

@@ -4,26 +4,33 @@ Each shard runs its share of the workers on its own connections. Modes:
 echo (persistent ping-pong connections, random payloads checked byte for
 byte), canned (connect, read the whole response, check it, close), connect
 (the accept logger: connect, wait for the server's close), mixed (all three).
-Shard 0 gathers the counters every report interval and prints one line; at the
-end a summary (JSON with --json). Exit code 1 if anything failed verification.
+Every echo round trip, canned read and connect is timed into a log-bucket
+histogram (loadstats.py). Shard 0 merges the shards' numbers every report
+interval and prints one line (rates and the interval's p50/p90/p99/max); at the
+end a summary (JSON with --json); with ``metrics_port`` it serves them as
+Prometheus text on /metrics. Exit code 1 if anything failed verification.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
+import socket
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from seashard import net, smp
+from seashard import httpd, net, smp
+from seashard.apps import loadstats
 from seashard.apps.canned import CANNED_RESPONSE
+from seashard.apps.loadstats import Key, Series, Stats
 from seashard.net import SocketAddress
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass
@@ -42,28 +49,34 @@ class LoadConfig:
     timeout: float = 10.0
     seed: int | None = None
     json_out: bool = False
+    smp: int = 1
+    pin: bool = False
+    stack: str = "posix"
+    stack_options: Any = None  # net.STACKS[stack]'s typed options
+    metrics_port: int | None = None  # serve /metrics (Prometheus text) here, from shard 0
+    metrics_address: str = "0.0.0.0"
+    metrics_linger: float = 0.0  # seconds /metrics stays up after the summary
 
+    def kinds(self) -> list[str]:
+        return list(loadstats.KINDS) if self.mode == "mixed" else [self.mode]
 
-@dataclass
-class Stats:
-    requests: Counter[str] = field(default_factory=Counter)
-    bytes: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    latency_sum: Counter[str] = field(default_factory=Counter)
+    def port(self, kind: str) -> int:
+        return {"echo": self.echo_port, "canned": self.canned_port}.get(
+            kind, self.accept_logger_port
+        )
+
+    def target(self, kind: str) -> str:
+        return f"{self.host}:{self.port(kind)}"
 
 
 _stats = Stats()
+_final: dict[Key, Series] | None = None  # shard 0, once the run is over: what /metrics shows
 _done: asyncio.Event | None = None  # shard 0 says: summary printed, you may exit
 _workers_stopped: asyncio.Event | None = None  # this shard's workers have all ended
 
 
-def shard_stats() -> dict[str, dict[str, float]]:
-    return {
-        "requests": dict(_stats.requests),
-        "bytes": dict(_stats.bytes),
-        "errors": dict(_stats.errors),
-        "latency_sum": dict(_stats.latency_sum),
-    }
+def shard_stats() -> dict[Key, Series]:
+    return _stats.series
 
 
 async def workers_stopped() -> None:
@@ -78,7 +91,15 @@ def finish() -> None:
 
 
 class VerificationError(Exception):
-    pass
+    """A reply that is not what the service must send; ``reason`` is its metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Counted(Exception):
+    """A failure already counted where it happened (a connect); the worker only retries."""
 
 
 class _Pacer:
@@ -115,11 +136,52 @@ async def _read_all(inp: net.InputStream) -> bytes:
     return b"".join(chunks)
 
 
+async def _read_exactly(inp: net.InputStream, n: int, s: Series) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        data = await inp.read()
+        if not data:
+            raise VerificationError("short_reply", f"echo: EOF after {got} of {n} bytes")
+        chunks.append(data)
+        got += len(data)
+        s.bytes_received += len(data)
+    return b"".join(chunks)
+
+
+async def _read_all(inp: net.InputStream, s: Series) -> bytes:
+    chunks = []
+    while data := await inp.read():
+        chunks.append(data)
+        s.bytes_received += len(data)
+    return b"".join(chunks)
+
+
+@asynccontextmanager
+async def _connection(cfg: LoadConfig, kind: str) -> AsyncIterator[net.ConnectedSocket]:
+    """A timed connect (the target's ``connect`` series) held by a ``kind`` worker."""
+    target = cfg.target(kind)
+    connects = _stats.get(target, "connect")
+    start = time.monotonic()
+    try:
+        conn = await net.connect(SocketAddress(cfg.host, cfg.port(kind)))
+    except (TimeoutError, OSError, EOFError) as exc:
+        connects.errors[type(exc).__name__] += 1
+        raise _Counted() from exc
+    connects.latency.record(time.monotonic() - start)
+    connects.requests += 1
+    mine = _stats.get(target, kind)
+    mine.live += 1
+    try:
+        yield conn
+    finally:
+        mine.live -= 1
+        await conn.close()
+
+
 async def _echo_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, rng: random.Random):
-    addr = SocketAddress(cfg.host, cfg.echo_port)
+    s = _stats.get(cfg.target("echo"), "echo")
     while not stop.is_set():
-        conn = await net.connect(addr)
-        try:
+        async with _connection(cfg, "echo") as conn:
             inp, out = conn.input(), conn.output()
             done = 0
             while not stop.is_set():
@@ -130,46 +192,48 @@ async def _echo_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, rng:
                 start = time.monotonic()
                 await out.write(payload)
                 await out.flush()
-                back = await _read_exactly(inp, len(payload))
+                s.bytes_sent += len(payload)
+                back = await _read_exactly(inp, len(payload), s)
                 if back != payload:
-                    raise VerificationError("echo: reply differs from what was sent")
-                _stats.requests["echo"] += 1
-                _stats.bytes["echo"] += len(payload)
-                _stats.latency_sum["echo"] += time.monotonic() - start
+                    raise VerificationError("mismatch", "echo: reply differs from what was sent")
+                s.latency.record(time.monotonic() - start)
+                s.requests += 1
+                s.verified_bytes += len(payload)
                 done += 1
             conn.shutdown_output()
-            rest = await _read_all(inp)
+            rest = await _read_all(inp, s)
             if rest:
-                raise VerificationError(f"echo: {len(rest)} unexpected bytes before EOF")
-        finally:
-            await conn.close()
-
-
-async def _one_shot_worker(
-    kind: str, port: int, expected: bytes, cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer
-) -> None:
-    """Connect, read until the server closes, check what came, repeat."""
-    addr = SocketAddress(cfg.host, port)
-    while not stop.is_set():
-        await pacer.wait()
-        start = time.monotonic()
-        conn = await net.connect(addr)
-        try:
-            got = await _read_all(conn.input())
-        finally:
-            await conn.close()
-        if got != expected:
-            raise VerificationError(f"{kind}: got {got[:40]!r}, expected {expected!r}")
-        _stats.requests[kind] += 1
-        _stats.latency_sum[kind] += time.monotonic() - start
+                raise VerificationError(
+                    "unexpected_bytes", f"echo: {len(rest)} unexpected bytes before EOF"
+                )
 
 
 async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
-    await _one_shot_worker("canned", cfg.canned_port, CANNED_RESPONSE, cfg, stop, pacer)
+    """Connect, read until the server closes, check it is the canned response, repeat."""
+    s = _stats.get(cfg.target("canned"), "canned")
+    while not stop.is_set():
+        await pacer.wait()
+        start = time.monotonic()
+        async with _connection(cfg, "canned") as conn:
+            got = await _read_all(conn.input(), s)
+        if got != CANNED_RESPONSE:
+            raise VerificationError(
+                "wrong_response", f"canned: got {got[:40]!r}, expected {CANNED_RESPONSE!r}"
+            )
+        s.latency.record(time.monotonic() - start)
+        s.requests += 1
+        s.verified_bytes += len(got)
 
 
 async def _connect_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
-    await _one_shot_worker("connect", cfg.accept_logger_port, b"", cfg, stop, pacer)
+    """Connect (the request: counted and timed by ``_connection``), wait for the close."""
+    s = _stats.get(cfg.target("connect"), "connect")
+    while not stop.is_set():
+        await pacer.wait()
+        async with _connection(cfg, "connect") as conn:
+            got = await _read_all(conn.input(), s)
+        if got:
+            raise VerificationError("unexpected_bytes", f"connect: got {got[:40]!r}, expected none")
 
 
 WORKERS: dict[str, Callable[..., Any]] = {
@@ -182,16 +246,21 @@ WORKERS: dict[str, Callable[..., Any]] = {
 async def _resilient(kind: str, cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, seed: int):
     """Run a worker; count each failure and start over, so one error is not the end."""
     rng = random.Random(seed)
+    s = _stats.get(cfg.target(kind), kind)
+    logged = 0
     while not stop.is_set():
         try:
             await _until_stop(WORKERS[kind](cfg, stop, pacer, rng), stop)
         except VerificationError as exc:
-            _stats.errors[f"{kind}: {exc}"] += 1
-            if _stats.errors[f"{kind}: {exc}"] <= 3:  # the summary has the full count
+            s.errors[exc.reason] += 1
+            logged += 1
+            if logged <= 3:  # the summary has the full count
                 smp.log(f"load: {exc}")
-        except (TimeoutError, OSError, EOFError) as exc:
-            _stats.errors[f"{kind}: {type(exc).__name__}"] += 1
+        except _Counted:
             await asyncio.sleep(0.05)  # do not spin on a refused port
+        except (TimeoutError, OSError, EOFError) as exc:
+            s.errors[type(exc).__name__] += 1
+            await asyncio.sleep(0.05)
 
 
 async def _until_stop(coro: Any, stop: asyncio.Event) -> None:
@@ -213,20 +282,35 @@ def _share(total: int, shard: int, shards: int) -> int:
     return total // shards + (1 if shard < total % shards else 0)
 
 
-def _kinds(mode: str) -> list[str]:
-    return ["echo", "canned", "connect"] if mode == "mixed" else [mode]
+async def _gather() -> dict[Key, Series]:
+    return loadstats.merge(await smp.invoke_on_all(shard_stats))
 
 
-async def shard_main(cfg: LoadConfig, shard: smp.Shard) -> None:
-    global _done, _workers_stopped
-    from seashard.net.posix import PosixStack
+async def _metrics_route() -> tuple[str, bytes]:
+    totals = _final if _final is not None else await _gather()
+    return PROMETHEUS_TEXT, loadstats.prometheus_text(totals).encode()
 
-    net.set_stack(PosixStack(shard))
+
+async def shard_main(cfg: LoadConfig, shard: smp.Shard, metrics_sock: socket.socket | None):
+    global _done, _workers_stopped, _final
+    net.set_stack(net.STACKS[cfg.stack].create(shard, cfg.stack_options))
     _done = asyncio.Event()
     _workers_stopped = asyncio.Event()
     stop = asyncio.Event()
+    kinds = cfg.kinds()
+    for kind in kinds:  # every series from the start, so /metrics shows zeros, not gaps
+        _stats.get(cfg.target(kind), kind)
+        _stats.get(cfg.target(kind), "connect")
+    endpoint = None
+    if metrics_sock is not None:
+        if shard.id == 0:
+            endpoint = httpd.HttpEndpoint(
+                metrics_sock, {"/metrics": _metrics_route}, shard.loop, "load metrics"
+            )
+            endpoint.start()
+        else:
+            metrics_sock.close()  # an inherited copy: shard 0 serves it
     smp.announce_started()
-    kinds = _kinds(cfg.mode)
     tasks = []
     base_seed = cfg.seed if cfg.seed is not None else random.randrange(1 << 30)
     for k, kind in enumerate(kinds):
@@ -240,128 +324,99 @@ async def shard_main(cfg: LoadConfig, shard: smp.Shard) -> None:
         reporter = asyncio.ensure_future(_report(cfg, started, stop))
     stopping = asyncio.ensure_future(shard.stopping.wait())
     done = asyncio.ensure_future(_done.wait())
-    await asyncio.wait(
-        {stopping, done},
-        timeout=cfg.duration if cfg.duration > 0 else None,
-        return_when=asyncio.FIRST_COMPLETED,
-    )
-    stop.set()
-    await asyncio.wait(tasks, timeout=cfg.timeout)
-    _workers_stopped.set()
-    if shard.id == 0:
-        reporter.cancel()
-        await smp.invoke_on_all(workers_stopped)  # every shard's counts are final
-        totals = _merge(await smp.invoke_on_all(shard_stats))
-        elapsed = time.monotonic() - started
-        _print_summary(cfg, totals, elapsed)
-        await smp.invoke_on_all(finish)
-        if sum(totals["errors"].values()):
-            raise SystemExit(1)
-    else:
+    try:
         await asyncio.wait(
-            {stopping, done}, timeout=cfg.timeout + 30, return_when=asyncio.FIRST_COMPLETED
+            {stopping, done},
+            timeout=cfg.duration if cfg.duration > 0 else None,
+            return_when=asyncio.FIRST_COMPLETED,
         )
-    stopping.cancel()
-    done.cancel()
-
-
-def _merge(per_shard: list[dict[str, dict[str, float]]]) -> dict[str, Counter[str]]:
-    totals: dict[str, Counter[str]] = {}
-    for s in per_shard:
-        for key, values in s.items():
-            totals.setdefault(key, Counter()).update(values)
-    return totals
+        stop.set()
+        await asyncio.wait(tasks, timeout=cfg.timeout)
+        _workers_stopped.set()
+        if shard.id == 0:
+            reporter.cancel()
+            await smp.invoke_on_all(workers_stopped)  # every shard's counts are final
+            _final = await _gather()
+            elapsed = time.monotonic() - started
+            _print_summary(cfg, _final, elapsed)
+            await smp.invoke_on_all(finish)
+            if endpoint is not None and cfg.metrics_linger > 0:
+                await asyncio.wait({stopping}, timeout=cfg.metrics_linger)
+            if any(s.errors for s in _final.values()):
+                raise SystemExit(1)
+        else:
+            await asyncio.wait(
+                {stopping, done}, timeout=cfg.timeout + 30, return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        stopping.cancel()
+        done.cancel()
+        if endpoint is not None:
+            endpoint.close()
 
 
 async def _report(cfg: LoadConfig, started: float, stop: asyncio.Event) -> None:
-    last: Counter[str] = Counter()
+    """Every interval, one line: per series, the interval's rate and latency quantiles."""
+    last: dict[Key, Series] = {}
     last_t = started
     while not stop.is_set():
         await asyncio.sleep(cfg.report_interval)
-        totals = _merge(await smp.invoke_on_all(shard_stats))
+        totals = await _gather()
         now = time.monotonic()
         parts = []
-        for kind in _kinds(cfg.mode):
-            n = totals["requests"][kind]
-            errs = sum(v for k, v in totals["errors"].items() if k.startswith(kind + ":"))
-            rate = (n - last[kind]) / (now - last_t)
-            parts.append(f"{kind} {rate:.1f}/s (total {n}, errors {errs})")
-            last[kind] = n
+        for key, s in totals.items():
+            before = last.get(key, Series())
+            if s.requests or s.errors:
+                window = s.latency.since(before.latency)
+                parts.append(loadstats.describe(key, s, now - last_t, window))
+        last = {k: s.copy() for k, s in totals.items()}
         last_t = now
         print(f"load {cfg.host}: t={now - started:.0f}s " + " | ".join(parts), flush=True)
 
 
-def _print_summary(cfg: LoadConfig, totals: dict[str, Counter[str]], elapsed: float) -> None:
-    summary: dict[str, Any] = {"host": cfg.host, "mode": cfg.mode, "seconds": round(elapsed, 3)}
-    for kind in _kinds(cfg.mode):
-        n = totals["requests"][kind]
-        summary[kind] = {
-            "requests": n,
-            "per_second": round(n / elapsed, 1) if elapsed else 0.0,
-            "bytes": totals["bytes"][kind],
-            "mean_latency_ms": round(1000 * totals["latency_sum"][kind] / n, 3) if n else None,
-            "errors": sum(v for k, v in totals["errors"].items() if k.startswith(kind + ":")),
-        }
-    summary["error_kinds"] = dict(totals["errors"])
+def _print_summary(cfg: LoadConfig, totals: dict[Key, Series], elapsed: float) -> None:
+    kinds = cfg.kinds()
+    targets = {kind: cfg.target(kind) for kind in kinds}
+    summary = loadstats.summary(cfg.host, cfg.mode, kinds, targets, totals, elapsed)
     if cfg.json_out:
         print(json.dumps(summary), flush=True)
-    else:
-        for kind in _kinds(cfg.mode):
-            s = summary[kind]
-            print(
-                f"load {cfg.host}: {kind}: {s['requests']} in {elapsed:.1f}s = "
-                f"{s['per_second']}/s, errors {s['errors']}",
-                flush=True,
-            )
-        for kind, n in sorted(totals["errors"].items()):
-            print(f"load {cfg.host}: error x{n}: {kind}", file=sys.stderr, flush=True)
+        return
+    for kind in kinds:
+        s = summary[kind]
+        p = s["latency_ms"]
+        print(
+            f"load {cfg.host}: {kind}: {s['requests']} in {elapsed:.1f}s = "
+            f"{s['per_second']}/s, errors {s['errors']}, latency ms p50 {p['p50']} "
+            f"p90 {p['p90']} p99 {p['p99']} max {p['max']}",
+            flush=True,
+        )
+    for key, s in totals.items():
+        if key[1] != "connect" or key[0] == targets.get("connect"):
+            continue
+        print(f"load {cfg.host}: connects: {loadstats.describe(key, s, elapsed)}", flush=True)
+    for what, n in sorted(summary["error_kinds"].items()):
+        print(f"load {cfg.host}: error x{n}: {what}", file=sys.stderr, flush=True)
 
 
-def add_arguments(p: argparse.ArgumentParser, add_smp: Callable[[argparse.ArgumentParser], None]):
-    from seashard.cli import _ipv4, _port, _positive
-
-    p.add_argument("--host", type=_ipv4, required=True, help="server address")
-    p.add_argument("--mode", choices=["echo", "canned", "connect", "mixed"], default="echo")
-    p.add_argument("--connections", type=_positive, default=10, help="concurrent workers")
-    p.add_argument("--size", type=_positive, default=1024, help="echo payload bytes")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds; 0 runs until stopped")
-    p.add_argument("--rate", type=float, default=0.0, help="starts per second in all (0: no cap)")
-    p.add_argument("--requests-per-connection", type=int, default=0)
-    p.add_argument("--echo-port", type=_port, default=1234)
-    p.add_argument("--canned-port", type=_port, default=1235)
-    p.add_argument("--accept-logger-port", type=_port, default=1236)
-    p.add_argument("--report-interval", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    p.add_argument("--pin", action="store_true", help="pin load shards to CPUs (default: not)")
-    add_smp(p)
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    if args.duration < 0 or args.report_interval <= 0 or args.rate < 0:
-        print("seashard load: error: durations and rates must not be negative", file=sys.stderr)
-        return 2
-    cfg = LoadConfig(
-        host=args.host,
-        mode=args.mode,
-        connections=args.connections,
-        size=args.size,
-        duration=args.duration,
-        rate=args.rate,
-        requests_per_connection=args.requests_per_connection,
-        echo_port=args.echo_port,
-        canned_port=args.canned_port,
-        accept_logger_port=args.accept_logger_port,
-        report_interval=args.report_interval,
-        seed=args.seed,
-        json_out=args.json,
-    )
-    cpus = smp.available_cpus()
-    count = args.smp or 1
-    pin = args.pin and count <= len(cpus)
+def run(cfg: LoadConfig) -> int:
+    """Run the load on ``cfg.smp`` shards until ``cfg.duration`` is over; the exit code."""
+    metrics_sock = None
+    if cfg.metrics_port is not None:
+        try:  # bound before any shard starts: a busy port is a one-line failure
+            metrics_sock = httpd.bind(cfg.metrics_address, cfg.metrics_port, "metrics")
+        except smp.StartupError as exc:
+            print(exc, file=sys.stderr, flush=True)
+            return smp.EXIT_START_FAILED
 
     async def main(shard: smp.Shard) -> None:
-        await shard_main(cfg, shard)
+        await shard_main(cfg, shard, metrics_sock)
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    return smp.run(count, main, cpus=cpus, pin=pin, until_done=True)
+    return smp.run(
+        cfg.smp,
+        main,
+        cpus=smp.available_cpus(),
+        pin=cfg.pin,
+        until_done=True,
+        after_fork=metrics_sock.close if metrics_sock is not None else None,
+    )

@@ -21,6 +21,7 @@ from seashard.net.api import (
     listen_options,
     socket_address,
 )
+from seashard.net.stacks import STACKS, OptionError, StackType
 
 _stack: NetworkStack | None = None
 
@@ -55,9 +56,12 @@ __all__ = [
     "ListenOptions",
     "LoadBalancing",
     "NetworkStack",
+    "OptionError",
     "OutputStream",
     "ServerSocket",
+    "STACKS",
     "SocketAddress",
+    "StackType",
     "accept_result",
     "connect",
     "listen",

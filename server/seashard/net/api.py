@@ -157,5 +157,7 @@ class NetworkStack(Protocol):
 class BindError(OSError):
     """A listen() that cannot bind; ``str()`` is the tutorial's ``bind: <reason>``."""
 
+    address: SocketAddress | None = None  # which one, where a caller bound several
+
     def __str__(self) -> str:
         return f"bind: {self.strerror}"

@@ -14,7 +14,9 @@ import errno
 import itertools
 import os
 import socket
-from collections import deque
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 from seashard import smp
@@ -26,11 +28,91 @@ from seashard.net.api import (
 )
 from seashard.net.balance import Balancer
 from seashard.net.posix_streams import PosixConnection, StreamCounters
+from seashard.net.stacks import Prepared
 from seashard.shm import MAX_SLOTS
 
 LISTEN_BACKLOG = 4096
 ACCEPT_BATCH = 64  # accepts per readiness event, so handing out does not starve the loop
 _HANDOFF = "posix.conn"
+# Out of fds (or kernel memory), the listening socket stays readable: retrying at once
+# would spin. Back off, doubling from the first to the last pause while it lasts.
+ACCEPT_BACKOFF_FIRST = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
+RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+LOG_INTERVAL = 10.0  # seconds between two lines about the same recurring trouble
+
+
+class RateLimitedLog:
+    """Log a recurring condition once per interval, with how often it recurred meanwhile."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._next_at = 0.0
+        self._suppressed = 0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now < self._next_at:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" ({self._suppressed} more since the last such line)"
+        smp.log(message)
+        self._suppressed = 0
+        self._next_at = now + self.interval
+
+
+def _bind_socket(address: SocketAddress, options: ListenOptions) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if options.reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address.host, address.port))
+        except OSError as exc:
+            raise BindError(exc.errno, exc.strerror) from None
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Prebound(Prepared):
+    """Listening sockets bound by the supervisor before any shard exists; shard 0 adopts them.
+
+    So a busy port fails the start at once, before a shard, an admin thread or a
+    device queue exists (the tutorial's `bind: Address already in use`, nothing else
+    started).
+    """
+
+    def __init__(self, socks: dict[tuple[str, int], socket.socket]) -> None:
+        self._socks = socks
+
+    @classmethod
+    def bind_all(cls, listens: Sequence[tuple[SocketAddress, ListenOptions]]) -> Prebound:
+        socks: dict[tuple[str, int], socket.socket] = {}
+        try:
+            for address, options in listens:
+                try:
+                    socks[(address.host, address.port)] = _bind_socket(address, options)
+                except BindError as exc:
+                    exc.address = address
+                    raise
+        except BaseException:
+            for sock in socks.values():
+                sock.close()
+            raise
+        return cls(socks)
+
+    def take(self, address: SocketAddress) -> socket.socket | None:
+        return self._socks.pop((address.host, address.port), None)
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
 
 
 class PosixServerSocket:
@@ -93,6 +175,8 @@ class _KernelListener:
         self.balancer = Balancer(
             options.lba, shard.count, lambda s: counters.live(slot, s), options.fixed_cpu
         )
+        self.backoff = 0.0  # the current pause after a resource error; 0: accepting
+        self.failures = 0
         stack.loop.add_reader(sock.fileno(), self._acceptable)
 
     def _acceptable(self) -> None:
@@ -105,18 +189,36 @@ class _KernelListener:
             except ConnectionAbortedError:
                 continue
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    smp.log(f"accept on port {self.port}: {exc.strerror}; pausing 100 ms")
-                    stack.loop.remove_reader(self.sock.fileno())
-                    stack.loop.call_later(0.1, self._resume)
-                    return
-                raise
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                self._back_off(exc)
+                return
+            if self.backoff:
+                stack.log_accept(
+                    f"accept on port {self.port}: accepting again after "
+                    f"{self.failures} failed attempts"
+                )
+                self.backoff = 0.0
+                self.failures = 0
             target = self.balancer.pick(addr[1])
             stack.counters.add_assigned(self.slot, target)
             if target == stack.shard.id:
                 stack.handoff_received(self.port, self.slot, addr, conn)
             else:
                 stack.shard.send(target, _HANDOFF, (self.port, self.slot, addr), [conn.detach()])
+
+    def _back_off(self, exc: OSError) -> None:
+        """The connection stays in the backlog; try again later, not at once (that spins)."""
+        self.failures += 1
+        self.backoff = min(ACCEPT_BACKOFF_MAX, 2 * self.backoff or ACCEPT_BACKOFF_FIRST)
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self.stack.accept_errors[name] += 1
+        self.stack.log_accept(
+            f"accept on port {self.port}: {exc.strerror} ({name}); backing off, "
+            f"next try in {self.backoff * 1000:.0f} ms"
+        )
+        self.stack.loop.remove_reader(self.sock.fileno())
+        self.stack.loop.call_later(self.backoff, self._resume)
 
     def _resume(self) -> None:
         if self.sock.fileno() >= 0:
@@ -131,8 +233,11 @@ class _KernelListener:
 class PosixStack:
     name = "posix"
 
-    def __init__(self, shard: smp.Shard) -> None:
+    def __init__(self, shard: smp.Shard, prebound: Prebound | None = None) -> None:
         self.shard = shard
+        self._prebound = prebound if shard.id == 0 else None
+        if prebound is not None and shard.id != 0:
+            prebound.close()  # inherited copies: only shard 0 listens
         self.loop = shard.loop
         self.counters = shard.counters
         self.streams = StreamCounters()
@@ -143,6 +248,10 @@ class PosixStack:
         self._ids = itertools.count()
         self.connections_total = 0
         self.refused_no_listener = 0
+        self.handoffs_lost = 0
+        self.accept_errors: Counter[str] = Counter()
+        self.log_accept = RateLimitedLog()
+        self._log_lost = RateLimitedLog()
         shard.on(_HANDOFF, self._on_handoff)
 
     # network_stack
@@ -163,19 +272,9 @@ class PosixStack:
         return server
 
     def _bind(self, address: SocketAddress, options: ListenOptions) -> _KernelListener:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            if options.reuse_address:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((address.host, address.port))
-            except OSError as exc:
-                raise BindError(exc.errno, exc.strerror) from None
-            sock.listen(LISTEN_BACKLOG)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        sock = self._prebound.take(address) if self._prebound is not None else None
+        if sock is None:
+            sock = _bind_socket(address, options)
         port = sock.getsockname()[1]
         if port not in self._slots and len(self._slots) >= MAX_SLOTS:
             sock.close()
@@ -193,6 +292,14 @@ class PosixStack:
 
     def _on_handoff(self, sender: int, payload: Any, fds: list[int]) -> None:
         port, slot, addr = payload
+        if not fds:  # out of fds here: the kernel dropped the passed one (MSG_CTRUNC)
+            self.counters.add_closed(slot, self.shard.id)  # it was counted as ours
+            self.handoffs_lost += 1
+            self._log_lost(
+                f"connection from {addr[0]}:{addr[1]} lost in the hand-off: no fd arrived "
+                "(out of file descriptors?)"
+            )
+            return
         for fd in fds:
             self.handoff_received(port, slot, addr, socket.socket(fileno=fd))
 
@@ -256,6 +363,8 @@ class PosixStack:
             "bytes_in": self.streams.bytes_in,
             "bytes_out": self.streams.bytes_out,
             "connections_refused_no_listener": self.refused_no_listener,
+            "connections_lost_in_handoff": self.handoffs_lost,
+            "accept_errors": dict(self.accept_errors),
         }
 
     def connections(self) -> list[dict[str, Any]]:

@@ -1,0 +1,215 @@
+"""The stack registry (Seastar's ``network_stack_registry``): every stack by name, with its options.
+
+Each entry owns its typed options (a dataclass), how they appear on the command
+line (``add_arguments`` / ``from_args``), what must be checked before any shard
+starts (``prepare``: the posix stack binds its listening sockets there, so a
+busy port fails at once), and how to make the stack on a shard (``create``).
+`seashard serve`, `seashard load` and any tool pick a stack here by name; the
+stack modules are imported only in ``create``, and by nothing outside net/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from seashard.net.api import ListenOptions, NetworkStack, SocketAddress
+
+
+class OptionError(ValueError):
+    """A stack option that cannot be used; ``str()`` is the one line the user sees."""
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {value}: must be at least 1")
+    return value
+
+
+class Prepared:
+    """What ``prepare`` made in the supervisor for shard 0 (e.g. bound sockets)."""
+
+    def close(self) -> None:
+        """Give it up: the supervisor after forking, the shards that are not shard 0."""
+
+
+class StackType:
+    """One registry entry. Subclasses set ``name``, ``help``, and override what they need."""
+
+    name = ""
+    help = ""
+
+    def __init__(self) -> None:
+        self._actions: list[argparse.Action] = []
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add this stack's options (as a group) to ``parser``."""
+
+    def _add(self, group: Any, *flags: str, **kwargs: Any) -> None:
+        self._actions.append(group.add_argument(*flags, **kwargs))
+
+    def given(self, args: argparse.Namespace) -> list[str]:
+        """The options of this stack the user set (so another stack can refuse them)."""
+        return [
+            a.option_strings[0]
+            for a in self._actions
+            if getattr(args, a.dest, a.default) != a.default
+        ]
+
+    def from_args(self, args: argparse.Namespace) -> Any:
+        """The typed options from parsed arguments; raises OptionError."""
+        return None
+
+    def prepare(
+        self, options: Any, listens: Sequence[tuple[SocketAddress, ListenOptions]]
+    ) -> Prepared:
+        """Runs in the supervisor before any shard is forked; raises BindError to stop there."""
+        return Prepared()
+
+    def create(self, shard: Any, options: Any, prepared: Prepared | None = None) -> NetworkStack:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------ posix
+
+
+@dataclass(frozen=True)
+class PosixOptions:
+    """The posix stack has no options of its own: the kernel does the work."""
+
+
+class PosixStackType(StackType):
+    name = "posix"
+    help = "kernel sockets; shard 0 accepts and hands connections out"
+
+    def from_args(self, args: argparse.Namespace) -> PosixOptions:
+        return PosixOptions()
+
+    def prepare(
+        self, options: Any, listens: Sequence[tuple[SocketAddress, ListenOptions]]
+    ) -> Prepared:
+        from seashard.net.posix import Prebound
+
+        return Prebound.bind_all(listens)
+
+    def create(self, shard: Any, options: Any, prepared: Prepared | None = None) -> NetworkStack:
+        from seashard.net.posix import PosixStack, Prebound
+
+        return PosixStack(shard, prepared if isinstance(prepared, Prebound) else None)
+
+
+# ----------------------------------------------------------------------- native
+
+
+@dataclass
+class NativeOptions:
+    """What the native stack needs: its device, its addresses, where TIME_WAIT is kept."""
+
+    tap_device: str | None = None
+    packet_device: str | None = None
+    host_ipv4_addr: str = "192.168.122.2"
+    gw_ipv4_addr: str | None = None
+    netmask_ipv4_addr: str = "255.255.255.0"
+    hw_addr: str | None = None
+    device_queues: int | None = None  # default: one per shard
+    state_dir: str | None = None  # where TIME_WAIT outlives a run
+    # The native stack's limits (helper N's seashard.net.native.limits, with its own
+    # add_arguments/from_args) join here at merge time: a `limits` field, filled in
+    # NativeStackType.from_args and added in NativeStackType.add_arguments.
+
+
+class NativeStackType(StackType):
+    name = "native"
+    help = "the userspace TCP/IP stack on a TAP or AF_PACKET device"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("native stack")
+        self._add(g, "--tap-device", metavar="NAME", help="multiqueue TAP, one queue per shard")
+        self._add(
+            g,
+            "--packet-device",
+            metavar="NAME",
+            help="interface (e.g. a veth end) via AF_PACKET fanout",
+        )
+        self._add(g, "--host-ipv4-addr", type=_ipv4, default="192.168.122.2")
+        self._add(g, "--gw-ipv4-addr", type=_ipv4, default=None)
+        self._add(g, "--netmask-ipv4-addr", type=_ipv4, default="255.255.255.0")
+        self._add(g, "--hw-addr", default=None, help="our MAC (default: derived from our IP)")
+        self._add(
+            g,
+            "--device-queues",
+            type=_positive,
+            default=None,
+            metavar="N",
+            help="device queues to open (default: one per shard; fewer: software RSS steers flows)",
+        )
+        self._add(
+            g,
+            "--state-dir",
+            default=None,
+            help="where TIME_WAIT is kept across runs (/run/seashard)",
+        )
+        # merge point for native limits: limits.add_arguments(parser) (helper N)
+
+    def from_args(self, args: argparse.Namespace) -> NativeOptions:
+        if bool(args.tap_device) == bool(args.packet_device):
+            raise OptionError(
+                "the native stack needs exactly one of --tap-device or --packet-device"
+            )
+        return NativeOptions(
+            tap_device=args.tap_device,
+            packet_device=args.packet_device,
+            host_ipv4_addr=args.host_ipv4_addr,
+            gw_ipv4_addr=args.gw_ipv4_addr,
+            netmask_ipv4_addr=args.netmask_ipv4_addr,
+            hw_addr=args.hw_addr,
+            device_queues=args.device_queues,
+            state_dir=args.state_dir,
+            # merge point for native limits: limits=limits.from_args(args) (helper N)
+        )
+
+    def create(self, shard: Any, options: Any, prepared: Prepared | None = None) -> NetworkStack:
+        from seashard.net.native.stack import NativeStack
+
+        return NativeStack(shard, options)
+
+
+STACKS: dict[str, StackType] = {t.name: t for t in (PosixStackType(), NativeStackType())}
+DEFAULT_STACK = "posix"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--network-stack`` and every registered stack's options."""
+    parser.add_argument(
+        "--network-stack",
+        choices=list(STACKS),
+        default=DEFAULT_STACK,
+        help="; ".join(f"{t.name}: {t.help}" for t in STACKS.values()),
+    )
+    for stack_type in STACKS.values():
+        stack_type.add_arguments(parser)
+
+
+def from_args(args: argparse.Namespace) -> tuple[StackType, Any]:
+    """The chosen stack and its options; raises OptionError, also for another stack's options."""
+    chosen = STACKS[args.network_stack]
+    for other in STACKS.values():
+        flags = other.given(args) if other is not chosen else []
+        if flags:
+            verb = "needs" if len(flags) == 1 else "need"
+            raise OptionError(f"{'/'.join(flags)} {verb} --network-stack {other.name}")
+    return chosen, chosen.from_args(args)
