@@ -6,8 +6,8 @@ import io
 import urllib.error
 
 from rich.console import Console
-from seashard.admin import prometheus_text
 
+from seashard.admin import prometheus_text
 from seashard_lab.verbs import top
 
 LOAD = """\
@@ -66,14 +66,14 @@ class FakeLab:
 def _render(width: int = 80) -> str:
     lab = FakeLab()
     ep = top.Endpoints(
-        servers={
-            "posix-server": "http://posix:9100/metrics",
-            "native-server": "http://native:9100/metrics",
-        },
-        clients={
-            "client-1": "http://client-1:9200/metrics",
-            "client-2": "http://client-2:9200/metrics",
-        },
+        servers=[
+            ("posix-server", "http://posix:9100/metrics"),
+            ("native-server", "http://native:9100/metrics"),
+        ],
+        clients=[
+            ("client-1", "http://client-1:9200/metrics"),
+            ("client-2", "http://client-2:9200/metrics"),
+        ],
         names={"10.0.0.21": "native"},
     )
     t = top.Top(ep, fetcher=lab.fetch, clock=lambda: float(lab.tick))

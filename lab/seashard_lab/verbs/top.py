@@ -1,4 +1,4 @@
-"""`scripts/lab top`: a live per-server, per-shard and per-client view, refreshed every second.
+"""top [--once]: a live per-server, per-shard and per-client view, refreshed every second.
 
 It scrapes the endpoints itself (both servers' admin /metrics, every client's
 load-generator /metrics), in parallel with a short timeout so that one stuck
@@ -9,27 +9,33 @@ rate needs two) and prints one frame.
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.live import Live
 
-from seashard_lab import rates, topview
+from .. import rates, topview
+from ..plan import CLIENTS, SERVERS, STACK_OF, AddressPlan
+
+HELP = "live per-shard and per-client view, every second (--once: one frame)"
 
 FETCH_TIMEOUT = 0.8
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where to look: service name -> /metrics URL; target host -> short name."""
+    """Where to look: (service name, /metrics URL) pairs; target host -> short name.
+    A client may have several load generators (one per target): one pair each."""
 
-    servers: Mapping[str, str]
-    clients: Mapping[str, str]
+    servers: Sequence[tuple[str, str]]
+    clients: Sequence[tuple[str, str]]
     names: Mapping[str, str]  # e.g. {"172.28.0.10": "posix", "172.28.0.21": "native"}
 
 
@@ -76,28 +82,28 @@ class Top:
 
     def tick(self) -> tuple[list[topview.ServerView], list[topview.ClientView]]:
         ep = self.endpoints
-        urls = {**ep.servers, **ep.clients}
-        results = dict(zip(urls, self._pool.map(self._scrape, urls.values()), strict=True))
+        urls = [url for _, url in (*ep.servers, *ep.clients)]
+        results = dict(zip(urls, self._pool.map(self._scrape, urls), strict=True))
         servers, clients = [], []
-        for name, url in ep.servers.items():
-            got = results[name]
+        for name, url in ep.servers:
+            got = results[url]
             view = topview.ServerView(name, url)
             if isinstance(got, BaseException):
                 view.error = why(got)
-                self.previous.pop(name, None)
+                self.previous.pop(url, None)
             else:
-                view.rows = rates.shard_rows(self.previous.get(name), got)
-                self.previous[name] = got
+                view.rows = rates.shard_rows(self.previous.get(url), got)
+                self.previous[url] = got
             servers.append(view)
-        for name, url in ep.clients.items():
-            got = results[name]
+        for name, url in ep.clients:
+            got = results[url]
             cview = topview.ClientView(name, url)
             if isinstance(got, BaseException):
                 cview.error = why(got)
-                self.previous.pop(name, None)
+                self.previous.pop(url, None)
             else:
-                cview.rows = rates.target_rows(self.previous.get(name), got)
-                self.previous[name] = got
+                cview.rows = rates.target_rows(self.previous.get(url), got)
+                self.previous[url] = got
             clients.append(cview)
         return servers, clients
 
@@ -109,7 +115,7 @@ class Top:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run(
+def watch(
     endpoints: Endpoints,
     *,
     once: bool = False,
@@ -134,3 +140,30 @@ def run(
         return 0
     finally:
         top.close()
+
+
+def lab_endpoints(plan: AddressPlan) -> Endpoints:
+    """The lab's endpoints, from its address plan (what `scripts/lab up` started)."""
+    return Endpoints(
+        servers=[(s, plan.admin_url(s)) for s in SERVERS],
+        clients=[(c, url) for c in CLIENTS for url in plan.load_metrics_urls(c).values()],
+        names={plan.service_ip(s): STACK_OF[s] for s in SERVERS},
+    )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--once", action="store_true", help="print one frame (two scrapes) and exit")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..deployment import current  # the engine only to learn the plan and project
+
+    if args.interval <= 0:
+        print("scripts/lab top: --interval must be above 0", file=sys.stderr)
+        return 2
+    deployment = current()
+    title = f"lab '{deployment.project}' ({deployment.plan.subnet})"
+    return watch(
+        lab_endpoints(deployment.plan), once=args.once, interval=args.interval, title=title
+    )
