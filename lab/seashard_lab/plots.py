@@ -22,6 +22,7 @@ run left (its summary, its pcap).
 from __future__ import annotations
 
 import math
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -185,24 +186,40 @@ def plot_latency_cdf(data: RunData) -> Figure:
     return fig
 
 
-def bench_chart(results: Mapping[str, Mapping[str, float]], baseline: str, title: str) -> Figure:
-    """`scripts/bench` results as ratios to ``baseline``: one group per metric, a bar per server."""
-    metrics = [m for m in results[baseline] if results[baseline][m]]
-    servers = list(results)
-    fig, ax = plt.subplots(figsize=(max(8, 1.8 * len(metrics) * max(1, len(servers)) / 2), 5))
-    width = 0.8 / max(1, len(servers))
-    for i, server in enumerate(servers):
-        xs = [j - 0.4 + width * (i + 0.5) for j in range(len(metrics))]
-        hs = [results[server].get(m, 0.0) / results[baseline][m] for m in metrics]
-        bars = ax.bar(xs, hs, width, label=server)
-        ax.bar_label(bars, fmt="%.2f", fontsize="x-small")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(metrics)), metrics)
-    ax.set_ylabel(f"ratio to {baseline} (same run)")
-    ax.set_xlabel("measurement (req/s and MB/s: higher is better; cpu us: lower is better)")
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+BenchTable = Mapping[str, Mapping[str, float]]  # server -> measurement -> value
+
+BENCH_LABELS = {
+    "echo": "echo req/s",
+    "canned": "connections/s",
+    "mb_s": "bulk MB/s",
+    "echo_cpu": "cpu µs per echo",
+    "canned_cpu": "cpu µs per connection",
+}
+
+
+def bench_chart(panels: Sequence[tuple[str, BenchTable, str]], title: str) -> Figure:
+    """`scripts/bench` tables as ratios to each table's baseline (same run): one panel
+    per (title, table, baseline), one group per measurement, one bar per server."""
+    fig, grid = plt.subplots(len(panels), 1, figsize=(11, 4.5 * len(panels)), squeeze=False)
+    fig.suptitle(title)
+    for ax, (panel_title, results, baseline) in zip(grid[:, 0], panels, strict=True):
+        metrics = [m for m in results[baseline] if results[baseline][m]]
+        servers = list(results)
+        width = 0.8 / max(1, len(servers))
+        for i, server in enumerate(servers):
+            xs = [j - 0.4 + width * (i + 0.5) for j in range(len(metrics))]
+            hs = [results[server].get(m, 0.0) / results[baseline][m] for m in metrics]
+            bars = ax.bar(xs, hs, width, label=server)
+            ax.bar_label(bars, fmt="%.2f", fontsize="x-small")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(metrics)), [BENCH_LABELS.get(m, m) for m in metrics])
+        ax.set_ylabel(f"ratio to {baseline}")
+        ax.set_xlabel(
+            "measurement (req/s, conn/s, MB/s: higher is better; cpu µs: lower is better)"
+        )
+        ax.set_title(panel_title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -322,3 +339,28 @@ def _missing(folder: Path, lines: list[str], detail: str = "") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     text = "Plots missing from this folder, and why:\n" + "".join(f"  {x}\n" for x in lines)
     (folder / MISSING).write_text(text + (f"\n{detail}" if detail else ""))
+
+
+def write_lab_plots(
+    plan,
+    folder: Path,
+    start: float,
+    end: float,
+    title: str,
+    impairment: tuple[float, float] | None = None,
+    settle: float = 2.0,
+) -> str:
+    """The charts of a run on the lab ``plan`` describes (a `seashard_lab.plan.AddressPlan`),
+    after ``settle`` seconds for Prometheus' last scrape; one line for the summary."""
+    from .plan import SERVERS, STACK_OF
+    from .prometheus import Prometheus
+
+    time.sleep(settle)
+    names = {plan.service_ip(s): STACK_OF[s] for s in SERVERS}
+    written, why = write_run_plots(
+        folder, Prometheus(plan.prometheus_url()), start, end, names, title, impairment
+    )
+    line = "plots:     " + (", ".join(p.name for p in written) if written else "none")
+    if why:
+        line += f" ({MISSING}: {why.splitlines()[-1].strip()})"
+    return line

@@ -97,16 +97,22 @@ def test_latency_cdf_before_and_during_with_p99_in_the_legend():
 
 
 def test_bench_chart_bars_are_ratios_to_the_baseline():
-    results = {
+    loopback = {
         "uvloop (baseline)": {"echo": 1000.0, "echo_cpu": 10.0},
         "seashard -c 2": {"echo": 1500.0, "echo_cpu": 12.5},
     }
-    fig = plots.bench_chart(results, "uvloop (baseline)", "bench")
-    (ax,) = fig.axes
-    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers}
+    native = {"posix -c 1": {"mb_s": 100.0}, "native -c 1": {"mb_s": 25.0}}
+    fig = plots.bench_chart(
+        [("loopback", loopback, "uvloop (baseline)"), ("native", native, "posix -c 1")], "bench"
+    )
+    top, bottom = fig.axes
+    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in top.containers}
     assert bars == {"uvloop (baseline)": [1.0, 1.0], "seashard -c 2": [1.5, 1.25]}
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["echo", "echo_cpu"]
-    assert "ratio to uvloop (baseline)" in ax.get_ylabel()
+    assert [t.get_text() for t in top.get_xticklabels()] == ["echo req/s", "cpu µs per echo"]
+    assert top.get_ylabel() == "ratio to uvloop (baseline)" and top.get_title() == "loopback"
+    bars = {c.get_label(): [p.get_height() for p in c.patches] for c in bottom.containers}
+    assert bars == {"posix -c 1": [1.0], "native -c 1": [0.25]}
+    assert [t.get_text() for t in top.get_legend().get_texts()] == list(loopback)
     plt.close(fig)
 
 
