@@ -205,9 +205,12 @@ def _sum_by(scrape: Scrape, name: str) -> dict[tuple[str, str], float]:
     return out
 
 
-def target_rows(prev: Scrape | None, cur: Scrape) -> list[TargetRow]:
+def target_rows(prev: Scrape | None, cur: Scrape, base: Scrape | None = None) -> list[TargetRow]:
     """Per (target, kind) rows of one client: rates since the previous scrape, and
-    p50/p99 of the latencies observed since then (of all so far on the first scrape)."""
+    p50/p99 of the latencies observed since ``base`` (an older scrape, for a steadier
+    quantile; default ``prev``; of all so far without either).  A target and kind
+    with neither a request nor an error yet is left out."""
+    base = base if base is not None else prev
     dt = cur.t - prev.t if prev is not None else 0.0
     req = _sum_by(cur, "seashard_load_requests_total")
     err = _sum_by(cur, "seashard_load_errors_total")
@@ -217,8 +220,10 @@ def target_rows(prev: Scrape | None, cur: Scrape) -> list[TargetRow]:
     rows = []
     for key in sorted(set(req) | set(err)):
         target, kind = key
+        if not req.get(key) and not err.get(key):
+            continue
         now_b = _buckets(cur, target, kind)
-        then_b = _buckets(prev, target, kind) if prev is not None else {}
+        then_b = _buckets(base, target, kind) if base is not None else {}
         window = {le: c - then_b.get(le, 0.0) for le, c in now_b.items()}
         if any(v < 0 for v in window.values()):  # restarted: what it has is all it has
             window = now_b

@@ -147,3 +147,21 @@ def test_client_rates_and_quantiles_of_the_last_interval_only():
     assert first.requests_per_s is None
     assert first.p50 == pytest.approx(0.001 * 600 / 1100)
     assert first.p99 == pytest.approx(0.001 + 0.099 * 88 / 100)
+
+
+def test_quantiles_over_an_older_base_rates_over_the_last_interval():
+    base = rates.parse(LOAD.format(req=0, err=0, fast=0, slow=0), t=0.0)
+    a = rates.parse(LOAD.format(req=100, err=0, fast=0, slow=100), t=9.0)  # 100 slow
+    b = rates.parse(LOAD.format(req=200, err=0, fast=100, slow=200), t=10.0)  # 100 fast
+    (row,) = rates.target_rows(a, b, base)
+    assert row.requests_per_s == 100.0  # the last second
+    assert row.p50 == pytest.approx(0.001)  # of all 200 since base: half fast
+    (only_last,) = rates.target_rows(a, b)
+    assert only_last.p99 == pytest.approx(0.001 * 0.99)
+
+
+def test_a_target_and_kind_with_nothing_yet_is_left_out():
+    text = LOAD.format(req=0, err=0, fast=0, slow=0)
+    text = text.replace('reason="timeout"} 1', 'reason="timeout"} 0')
+    assert 'reason="timeout"} 0' in text
+    assert rates.target_rows(None, rates.parse(text, 0)) == []

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..plan import CLIENTS, SERVERS, STACK_OF, AddressPlan
 HELP = "live per-shard and per-client view, every second (--once: one frame)"
 
 FETCH_TIMEOUT = 0.8
+QUANTILE_WINDOW = 10.0  # seconds of requests behind each p50/p99: steadier than one second
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Top:
         self.fetcher = fetcher
         self.clock = clock
         self.previous: dict[str, rates.Scrape] = {}
+        self.history: dict[str, deque[rates.Scrape]] = {}  # clients' scrapes, for quantiles
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lab-top")
 
     def _scrape(self, url: str) -> rates.Scrape | BaseException:
@@ -101,9 +104,15 @@ class Top:
             if isinstance(got, BaseException):
                 cview.error = why(got)
                 self.previous.pop(url, None)
+                self.history.pop(url, None)
             else:
-                cview.rows = rates.target_rows(self.previous.get(url), got)
+                past = self.history.setdefault(url, deque())
+                while len(past) > 1 and got.t - past[1].t >= QUANTILE_WINDOW:
+                    past.popleft()
+                base = past[0] if past else None
+                cview.rows = rates.target_rows(self.previous.get(url), got, base)
                 self.previous[url] = got
+                past.append(got)
             clients.append(cview)
         return servers, clients
 
@@ -129,9 +138,13 @@ def watch(
         if once:
             top.tick()  # the first scrape: counters only, no rates yet
             time.sleep(interval)
-            console.print(top.frame(f"{title}: rates over {interval:g} s"))
+            console.print(
+                top.frame(f"{title}: rates over {interval:g} s, p50/p99 over the same requests")
+            )
             return 0
-        header = f"{title}: every {interval:g} s, Ctrl-C to quit"
+        header = (
+            f"{title}: rates over {interval:g} s, p50/p99 over {QUANTILE_WINDOW:g} s; Ctrl-C quits"
+        )
         with Live(top.frame(header), console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
