@@ -68,7 +68,7 @@ def test_shard0_only_scenario_reports_leaves_artifacts_and_restores_the_lab(lab,
     assert 1234 in ports
 
     for server in SERVERS:
-        assert lab.ops.current_args(server) == lab.ops.default_args(server)
+        assert lab.current_args(server) == lab.default_args(server)
         assert lab.program_running(server)
     for client in CLIENTS:
         assert lab.program_running(client)
