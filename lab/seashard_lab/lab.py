@@ -294,12 +294,13 @@ class Lab:
         ]
         return parse.impair_counts(res.stdout + res.stderr) | {k: v for k, v in stats.items() if v}
 
-    def impairment_window(self, end: float) -> tuple[float, float] | None:
-        """The first impairment's (on, off) -- off: ``end`` if it was never lifted."""
-        if not self.impairments:
-            return None
-        _, on, off = self.impairments[0]
-        return (on, off if off is not None else end)
+    def impairment_window(self, end: float, since: float = 0.0) -> tuple[float, float, str] | None:
+        """The first impairment still on after ``since``: (on, off, client), off ``end``
+        if it was never lifted."""
+        for client, on, off in self.impairments:
+            if off is None or off > since:
+                return (max(on, since), off if off is not None else end, client)
+        return None
 
     def impaired_now(self, client: str) -> bool:
         return self.exec(client, ["test", "-f", "/run/lab/impair.state"]).ok

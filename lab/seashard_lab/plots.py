@@ -21,6 +21,8 @@ run left (its summary, its pcap).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 import traceback
@@ -41,6 +43,7 @@ Series = list[tuple[float, float]]  # (seconds since the run's start, value)
 Buckets = list[tuple[float, float]]  # cumulative (upper bound in seconds, count)
 
 MISSING = "plots-missing.txt"
+DATA = "plots-data.json"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class RunData:
     title: str
     duration: float
     impairment: tuple[float, float] | None = None  # (start, end) of the impaired window
+    impaired: str | None = None  # the client whose link was impaired: its latency is drawn
     # server -> shard -> series
     live: dict[str, dict[int, Series]] = field(default_factory=dict)
     accepted_rate: dict[str, dict[int, Series]] = field(default_factory=dict)
@@ -158,7 +162,7 @@ def plot_latency_cdf(data: RunData) -> Figure:
     axes = list(grid[0])
     title = "latency CDF"
     if data.impairment is not None:
-        title += ", before and during the impairment"
+        title += f" of {data.impaired or 'the clients'}, before and during the impairment"
     fig.suptitle(f"{data.title}: {title}")
     for ax, kind in zip(axes, kinds, strict=False):
         for target, phases in sorted(data.latency[kind].items()):
@@ -238,6 +242,9 @@ def _rel(series: Sequence[tuple[float, float]], start: float) -> Series:
     return [(t - start, v) for t, v in series if not math.isnan(v)]
 
 
+BASELINE = 30.0  # seconds of latency "before" an impairment, reaching back before the run
+
+
 def collect(
     prom,
     start: float,
@@ -245,13 +252,17 @@ def collect(
     names: Mapping[str, str],
     title: str,
     impairment: tuple[float, float] | None = None,
+    impaired: str | None = None,
 ) -> RunData:
     """The run's data from Prometheus (``prom``: a `seashard_lab.prometheus.Prometheus`).
 
     ``start``/``end``/``impairment`` are wall-clock seconds; ``names`` maps a
-    target host to a short name (172.28.0.10 -> posix).
+    target host to a short name (172.28.0.10 -> posix).  With an impairment, the
+    latency is ``impaired``'s (the client whose link it was; all clients' if None)
+    in the `BASELINE` seconds before it (the lab's background load runs all the
+    time, so "before" may reach back before the run) and during it.
     """
-    data = RunData(title=title, duration=end - start)
+    data = RunData(title=title, duration=end - start, impaired=impaired)
     if impairment is not None:
         data.impairment = (impairment[0] - start, impairment[1] - start)
     for labels, series in prom.query_range("seashard_connections_live", start, end):
@@ -273,12 +284,14 @@ def collect(
 
     phases = [("run", start, end)]
     if impairment is not None:
-        phases = [("before", start, impairment[0]), ("during", impairment[0], impairment[1])]
+        on, off = impairment
+        phases = [("before", on - max(BASELINE, on - start), on), ("during", on, off)]
+    selector = f'{{service="{impaired}"}}' if impairment is not None and impaired else ""
     for phase, t0, t1 in phases:
         if t1 - t0 < 1:
             continue
         expr = (
-            "sum by (target, kind, le) (increase(seashard_load_latency_seconds_bucket"
+            f"sum by (target, kind, le) (increase(seashard_load_latency_seconds_bucket{selector}"
             f"[{max(2, round(t1 - t0))}s]))"
         )
         for labels, value in prom.query(expr, at=t1):
@@ -322,14 +335,18 @@ def write_run_plots(
     names: Mapping[str, str],
     title: str,
     impairment: tuple[float, float] | None = None,
+    impaired: str | None = None,
 ) -> tuple[list[Path], str | None]:
     """Collect and draw; never raises.  Returns (files written, why some are missing)."""
     try:
-        data = collect(prom, start, end, names, title, impairment)
+        data = collect(prom, start, end, names, title, impairment, impaired)
     except Exception as exc:  # noqa: BLE001 - Prometheus down, a bad answer, ...
         why = f"no data for the plots from Prometheus: {exc}"
         _missing(folder, [why], detail=traceback.format_exc())
         return [], why
+    folder.mkdir(parents=True, exist_ok=True)
+    # the numbers behind the charts, for a reader (and a test) to check against
+    (folder / DATA).write_text(json.dumps(dataclasses.asdict(data), indent=1))
     written = draw_run(data, folder)
     why = (folder / MISSING).read_text().strip() if (folder / MISSING).exists() else None
     return written, why
@@ -347,7 +364,7 @@ def write_lab_plots(
     start: float,
     end: float,
     title: str,
-    impairment: tuple[float, float] | None = None,
+    impairment: tuple[float, float, str] | None = None,
     settle: float = 2.0,
 ) -> str:
     """The charts of a run on the lab ``plan`` describes (a `seashard_lab.plan.AddressPlan`),
@@ -357,8 +374,9 @@ def write_lab_plots(
 
     time.sleep(settle)
     names = {plan.service_ip(s): STACK_OF[s] for s in SERVERS}
+    window, impaired = (impairment[:2], impairment[2]) if impairment else (None, None)
     written, why = write_run_plots(
-        folder, Prometheus(plan.prometheus_url()), start, end, names, title, impairment
+        folder, Prometheus(plan.prometheus_url()), start, end, names, title, window, impaired
     )
     line = "plots:     " + (", ".join(p.name for p in written) if written else "none")
     if why:

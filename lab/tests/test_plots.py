@@ -165,8 +165,9 @@ class _FakePrometheus:
         if "requests_total" in expr:
             return [({"service": "client-1", "target": "10.0.0.10:1234"}, 70.0)]
         assert "latency_seconds_bucket" in expr
-        window = "[4s]" if at == 1004.0 else "[6s]"
-        assert window in expr
+        # before: the 30 s up to the impairment (reaching back before the run); during: 6 s
+        window = "[30s]" if at == 1004.0 else "[6s]"
+        assert window in expr and '{service="client-2"}' in expr
         return [
             (
                 {"target": "10.0.0.10:1234", "kind": "echo", "le": "0.001"},
@@ -178,7 +179,13 @@ class _FakePrometheus:
 
 def test_collect_maps_prometheus_answers_to_run_data():
     data = plots.collect(
-        _FakePrometheus(), 1000.0, 1010.0, {"10.0.0.10": "posix"}, "t", impairment=(1004.0, 1010.0)
+        _FakePrometheus(),
+        1000.0,
+        1010.0,
+        {"10.0.0.10": "posix"},
+        "t",
+        impairment=(1004.0, 1010.0),
+        impaired="client-2",
     )
     assert data.impairment == (4.0, 10.0)
     assert data.live == {"posix-server": {1: [(0.0, 2.0), (1.0, 3.0)]}}
