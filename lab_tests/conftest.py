@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+
 from seashard_lab import ARTIFACTS, ROOT
 from seashard_lab.deployment import ComposeDeployment, Deployment, current
 from seashard_lab.lab import Lab
@@ -62,7 +63,10 @@ def make_deployment(project: str, plan: AddressPlan) -> Deployment:
 def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
     used = [ipaddress.ip_network(s, strict=False) for s in engine.all_subnets() if ":" not in s]
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    used += [ipaddress.ip_network(w, strict=False) for w in re.findall(r"^(\d+\.\d+\.\d+\.\d+/\d+)", routes, re.M)]
+    used += [
+        ipaddress.ip_network(w, strict=False)
+        for w in re.findall(r"^(\d+\.\d+\.\d+\.\d+/\d+)", routes, re.M)
+    ]
     candidates = [ipaddress.ip_network(f"172.28.{n}.0/24") for n in range(100, 255)]
     free = [c for c in candidates if not any(c.overlaps(u) for u in used)]
     if not free:
@@ -110,9 +114,13 @@ def lab():
     subprocess.run([str(LAB_SCRIPT), "build"], check=True)
     engine = Engine()
     # scripts/lab test names the project, so that it can clean up after a killed pytest
-    project = os.environ.get("SEASHARD_LAB_TEST_PROJECT") or f"seashard-lab-test-{secrets.token_hex(3)}"
+    project = (
+        os.environ.get("SEASHARD_LAB_TEST_PROJECT") or f"seashard-lab-test-{secrets.token_hex(3)}"
+    )
     token = project.rsplit("-", 1)[-1][:8]
-    plan = AddressPlan.from_env({"LAB_SUBNET": str(free_subnet(engine)), "LAB_BRIDGE": f"sslab-{token}"})
+    plan = AddressPlan.from_env(
+        {"LAB_SUBNET": str(free_subnet(engine)), "LAB_BRIDGE": f"sslab-{token}"}
+    )
     deployment = make_deployment(project, plan)
     handle = TestLab(deployment)
 

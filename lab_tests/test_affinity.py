@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from seashard_lab.metrics import delta, shares
 from seashard_lab.plan import CLIENTS, SERVERS
 from seashard_lab.steps import hold_step, storm_step

@@ -4,12 +4,13 @@ response is exact and the server closes first; echo is byte-exact from 1 byte
 to 1 MiB and for many concurrent connections; a client that shuts down its
 write side still gets the rest of its echo, then EOF.
 
-The clients run labtraffic.py (scripts/lablib) inside client-1/client-2, so
+The clients run seashard_lab/incontainer/traffic.py inside client-1/client-2, so
 all traffic is container to container."""
 
 from __future__ import annotations
 
 import pytest
+
 from seashard_lab.plan import CLIENTS, PORTS, SERVERS
 
 SIZES = [1, 2, 100, 1460, 1461, 4096, 65535, 65536, 262144, 1048576]

@@ -10,6 +10,7 @@ impaired traffic.  The steps are those of `scripts/lab scenario lossy-link-echo`
 from __future__ import annotations
 
 import pytest
+
 from seashard_lab.plan import SERVERS
 from seashard_lab.steps import lossy_echo_step
 

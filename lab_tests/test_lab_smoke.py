@@ -5,6 +5,7 @@ contract, and a lab network that leads nowhere else."""
 import io
 
 import pytest
+
 from seashard_lab.plan import PORTS, SERVERS, SERVICES
 
 

@@ -8,6 +8,7 @@ dropped and counted, never answered, and the server keeps serving."""
 from __future__ import annotations
 
 import pytest
+
 from seashard_lab.plan import PORTS
 
 SERVER = "native-server"
@@ -58,9 +59,7 @@ def test_syn_to_a_closed_port_gets_rst(lab):
 
 
 def test_handshake_data_and_fin_get_the_right_acks(lab):
-    result = lab.probe(
-        "handshake", "--ip", lab.native_stack_ip, "--port", str(PORTS["echo"])
-    )
+    result = lab.probe("handshake", "--ip", lab.native_stack_ip, "--port", str(PORTS["echo"]))
     isn, n = result["isn"], result["data_len"]
     synack = result["synack"]
     assert synack is not None, "no SYN-ACK"

@@ -14,6 +14,7 @@ is shard 1 every time -- nothing of the test's would be served."""
 from __future__ import annotations
 
 import pytest
+
 from seashard_lab.plan import SERVERS
 from seashard_lab.steps import steer_step
 

@@ -11,6 +11,7 @@ it, the restart succeeds and serves at once.  The steps are the ones
 from __future__ import annotations
 
 import pytest
+
 from seashard_lab.plan import ADDRESS_IN_USE, PORTS, SERVERS
 from seashard_lab.steps import timewait_step
 

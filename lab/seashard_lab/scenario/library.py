@@ -157,7 +157,18 @@ class LoadOutcome:
     def errors(self) -> list[str]:
         return [e for s in self.per_client.values() for e in s["errors"]]
 
+    @property
+    def server_restarted(self) -> bool:
+        """The server's shards are other processes than when the load began."""
+        pids = [
+            {s: i.get("pid") for s, i in m.shard_info().items()} for m in (self.before, self.after)
+        ]
+        return pids[0] != pids[1]
+
     def rise(self, name: str, **match: str) -> dict[int, float]:
+        """How much a counter rose during the load (since the restart, if the server restarted)."""
+        if self.server_restarted:
+            return self.after.per_shard(name, **match)
         return delta(self.after.per_shard(name, **match), self.before.per_shard(name, **match))
 
     @property
@@ -270,7 +281,9 @@ def run_restart(ctx: Context, step: Any) -> None:
     ctx.restarts.append(outcome)
     shown = " ".join(args) if args else "its default arguments"
     state = f"ready after {seconds:.1f} s" if res.ok else f"after {seconds:.1f} s: {first!r}"
-    ctx.rep.line(f"{ctx.label(p, '{stack}: ' + step.kind + ' with ' + shown)}: exit {res.rc}, {state}")
+    ctx.rep.line(
+        f"{ctx.label(p, '{stack}: ' + step.kind + ' with ' + shown)}: exit {res.rc}, {state}"
+    )
 
 
 def _check_restart(p: dict[str, Any]) -> tuple[str, str] | None:
@@ -290,7 +303,9 @@ RESTART_PARAMS = {
     "grace": Param("number", 0, "--grace seconds", minimum=0),
     "args": Param("list[str]", [], "more `seashard serve` arguments, as words"),
     "services": Param(
-        "list[str]", [], "only these services (default: all three)",
+        "list[str]",
+        [],
+        "only these services (default: all three)",
         choices=("echo", "canned", "accept-logger"),
     ),  # fmt: skip
 }
@@ -387,6 +402,8 @@ def describe_load(ctx: Context, out: LoadOutcome, label: str) -> None:
     else:
         head += f": ok {ok}/{len(results)}"
     rise = "owners per shard" if out.hold is not None else "connections_total rise per shard"
+    if out.hold is None and out.server_restarted:
+        rise += " (since the server's restart)"
     parts = [head, f"{rise}: {shard_counts(out.per_shard)}"]
     if out.hold is not None:
         parts.append(
