@@ -4,6 +4,7 @@ and a scenario leaves charts drawn from that same run."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -172,6 +173,33 @@ def test_a_scenario_leaves_charts_of_its_own_run(lab, tmp_path):
     assert "plots:     connections.png, shares.png, latency-cdf.png" in summary
     assert (folder / "lab-network.pcap").exists()
     _keep(folder)
+    _same_run(lab, folder, summary)
+
+
+def _same_run(lab, folder: Path, summary: str) -> None:
+    """The numbers behind the charts (plots-data.json) are this run's: every shard of
+    both servers, sampled to the end of the run; the impaired client's latency before
+    and during its impairment; at least the connections the scenario itself made."""
+    data = json.loads((folder / "plots-data.json").read_text())
+    assert data["impaired"] == "client-2"
+    on, off = data["impairment"]
+    assert 0 <= on < off <= data["duration"] + 1
+    for server in SERVERS:
+        series = data["live"][server]
+        assert set(series) == _shards(lab, server), (server, series.keys())
+        for shard, points in series.items():
+            assert points and points[-1][0] >= data["duration"] - 3, (server, shard, points[-3:])
+    for target in (f"{s}:1234" for s in ("posix", "native")):
+        phases = data["latency"]["echo"][target]
+        for phase in ("before", "during"):
+            assert max(c for _, c in phases[phase]) > 0, (target, phase, phases)
+    details = json.loads(summary.split("\ndetails:\n", 1)[1])
+    made: dict[str, float] = {}
+    for load in details["loads"]:
+        made[load["server"]] = made.get(load["server"], 0) + sum(load["per_shard"].values())
+    for server, count in made.items():
+        seen = sum(data["shard_counts"][server].values())
+        assert seen >= 0.9 * count, (server, seen, count)
 
 
 def _keep(folder: Path) -> None:

@@ -59,7 +59,7 @@ class RunData:
     accepted_rate: dict[str, dict[int, Series]] = field(default_factory=dict)
     # server -> shard -> connections accepted during the run
     shard_counts: dict[str, dict[int, float]] = field(default_factory=dict)
-    # server -> client -> requests answered during the run
+    # server (its stack's name) -> client -> requests answered during the run
     client_counts: dict[str, dict[str, float]] = field(default_factory=dict)
     # kind -> target -> phase ("before", "during" or "run") -> buckets
     latency: dict[str, dict[str, dict[str, Buckets]]] = field(default_factory=dict)
@@ -84,9 +84,12 @@ def plot_connections(data: RunData) -> Figure:
             ((data.live, "live connections"), (data.accepted_rate, "accepted connections/s"))
         ):
             ax = axes[row][col]
-            for shard, series in sorted(values.get(server, {}).items()):
+            for i, (shard, series) in enumerate(sorted(values.get(server, {}).items())):
                 xs, ys = zip(*series, strict=True) if series else ((), ())
-                ax.step(xs, ys, where="post", label=f"shard {shard}")
+                # equal counts on two shards draw one on top of the other: a style each
+                style = ("-", "--", ":", "-.")[i % 4]
+                ax.step(xs, ys, where="post", label=f"shard {shard}", linestyle=style)
+            ax.set_ylim(bottom=0)
             _shade(ax, data.impairment)
             ax.set_title(f"{server}: {what}")
             ax.set_ylabel(what)
@@ -103,8 +106,8 @@ def plot_connections(data: RunData) -> Figure:
 
 def _grouped_bars(ax, groups: Mapping[str, Mapping[str, float]], member_name: str) -> None:
     """Bars of each group's members' shares (%), one colour per member."""
-    names = sorted(groups)
-    members = sorted({m for g in groups.values() for m in g}, key=str)
+    names = sorted(g for g in groups if sum(groups[g].values()) > 0)
+    members = sorted({m for g in names for m in groups[g]}, key=str)
     width = 0.8 / max(1, len(members))
     for i, member in enumerate(members):
         xs, hs = [], []
@@ -112,7 +115,7 @@ def _grouped_bars(ax, groups: Mapping[str, Mapping[str, float]], member_name: st
             total = sum(groups[name].values())
             xs.append(j - 0.4 + width * (i + 0.5))
             hs.append(100.0 * groups[name].get(member, 0.0) / total if total else 0.0)
-        bars = ax.bar(xs, hs, width, label=f"{member_name} {member}")
+        bars = ax.bar(xs, hs, width, label=f"{member_name} {member}".strip())
         ax.bar_label(bars, fmt="%.0f%%", fontsize="small")
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 110)
@@ -130,12 +133,15 @@ def plot_shares(data: RunData) -> Figure:
     by_shard = {s: {str(k): v for k, v in c.items()} for s, c in data.shard_counts.items()}
     _grouped_bars(left, by_shard, "shard")
     totals = ", ".join(f"{s} {sum(c.values()):.0f}" for s, c in sorted(data.shard_counts.items()))
-    left.set_title(f"connections accepted, per shard\n(in all: {totals or 'none'})")
+    left.set_title(f"connections accepted, per shard\n(in all: {totals or 'none'})", fontsize=10)
     left.set_xlabel("server")
     _grouped_bars(right, data.client_counts, "")
     totals = ", ".join(f"{s} {sum(c.values()):.0f}" for s, c in sorted(data.client_counts.items()))
-    right.set_title(f"requests answered, per client\n(in all: {totals or 'none'})")
-    right.set_xlabel("server (target of the clients)")
+    right.set_title(
+        f"clients' requests (load generators), per client\n(in all: {totals or 'none'})",
+        fontsize=10,
+    )
+    right.set_xlabel("server the requests went to (by stack)")
     fig.tight_layout()
     return fig
 
@@ -279,8 +285,11 @@ def collect(
     for labels, value in prom.query(
         f"sum by (service, target) (increase(seashard_load_requests_total[{window}]))", at=end
     ):
-        target = _short(labels.get("target", "?"), names)
-        data.client_counts.setdefault(target, {})[labels.get("service", "?")] = value
+        host = labels.get("target", "?").rpartition(":")[0]
+        server = names.get(host, host)  # every port of a server together
+        per_client = data.client_counts.setdefault(server, {})
+        client = labels.get("service", "?")
+        per_client[client] = per_client.get(client, 0.0) + value
 
     phases = [("run", start, end)]
     if impairment is not None:

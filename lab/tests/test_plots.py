@@ -23,7 +23,7 @@ def _data() -> plots.RunData:
         },
         accepted_rate={"posix-server": {0: [(0, 2.0)], 1: [(0, 1.0)]}},
         shard_counts={"posix-server": {0: 30.0, 1: 10.0}, "native-server": {0: 5.0, 1: 15.0}},
-        client_counts={"posix:1234": {"client-1": 60.0, "client-2": 40.0}},
+        client_counts={"posix": {"client-1": 60.0, "client-2": 40.0}, "native": {"client-1": 0}},
         latency={
             "echo": {
                 "posix:1234": {
@@ -73,7 +73,8 @@ def test_shares_are_percentages_of_each_servers_total():
     assert left.get_ylabel() == "share (%)"
     assert "in all: native-server 20, posix-server 40" in left.get_title()
     clients = {c.get_label(): [p.get_height() for p in c.patches] for c in right.containers}
-    assert clients == {" client-1": [60.0], " client-2": [40.0]}
+    assert clients == {"client-1": [60.0], "client-2": [40.0]}  # native: nothing, no group
+    assert [t.get_text() for t in right.get_xticklabels()] == ["posix"]
     plt.close(fig)
 
 
@@ -163,7 +164,10 @@ class _FakePrometheus:
             assert "[10s]" in expr and at == 1010.0
             return [({"service": "posix-server", "shard": "0"}, 7.0)]
         if "requests_total" in expr:
-            return [({"service": "client-1", "target": "10.0.0.10:1234"}, 70.0)]
+            return [
+                ({"service": "client-1", "target": "10.0.0.10:1234"}, 70.0),
+                ({"service": "client-1", "target": "10.0.0.10:1235"}, 5.0),
+            ]
         assert "latency_seconds_bucket" in expr
         # before: the 30 s up to the impairment (reaching back before the run); during: 6 s
         window = "[30s]" if at == 1004.0 else "[6s]"
@@ -191,7 +195,7 @@ def test_collect_maps_prometheus_answers_to_run_data():
     assert data.live == {"posix-server": {1: [(0.0, 2.0), (1.0, 3.0)]}}
     assert data.accepted_rate == {"posix-server": {1: [(1.0, 1.5)]}}  # NaN dropped
     assert data.shard_counts == {"posix-server": {0: 7.0}}
-    assert data.client_counts == {"posix:1234": {"client-1": 70.0}}
+    assert data.client_counts == {"posix": {"client-1": 75.0}}  # its ports summed
     assert data.latency["echo"]["posix:1234"] == {
         "before": [(0.001, 1.0), (math.inf, 4.0)],
         "during": [(0.001, 2.0), (math.inf, 4.0)],
