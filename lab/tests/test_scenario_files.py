@@ -72,6 +72,8 @@ def bad(tmp_path, body: str) -> str:
         ('[[step]]\ndo = "wait"\nseconds = 1\n\n[[step]\ndo = "wait"\n', 5, "not valid TOML"),
         ('[[step]]\ndo = "load"\nkind = "echo"\n', 1, "needs 'sizes'"),
         ('[[step]]\ndo = "restart"\ndefaults = true\nsmp = 1\n', 3, "takes no other"),
+        ('[[step]]\ndo = "wait"\nseconds = 1\n[[step]]\ndo = "expect"\nmax_eror = 1\n', 6,
+         "step 'expect' has no key 'max_eror'"),
     ],
 )  # fmt: skip
 def test_a_bad_file_says_file_line_and_what(tmp_path, body, line, what):
@@ -84,6 +86,21 @@ def test_a_bad_file_says_file_line_and_what(tmp_path, body, line, what):
 def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(ScenarioError, match="unknown scenario 'nope'; one of: .*timewait-restart"):
         find("nope")
+
+
+def test_an_expect_of_exit_code_0_is_a_check(tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text('[[step]]\ndo = "restart"\n[[step]]\ndo = "expect"\nexit_code = 0\n')
+    assert load(path).steps[1].params["exit_code"] == 0
+
+
+def test_the_readme_example_is_a_valid_scenario(tmp_path):
+    readme = (SCENARIO_DIR.parent / "README.md").read_text()
+    start = readme.index("```toml\n") + len("```toml\n")
+    path = tmp_path / "mybug.toml"
+    path.write_text(readme[start : readme.index("```", start)])
+    kinds = [s.kind for s in load(path).all_steps]
+    assert kinds == ["pause-clients", "impair", "load", "restart", "expect", "finish", "expect"]
 
 
 def test_the_cli_exits_2_on_a_bad_file_before_it_looks_for_a_lab(tmp_path):

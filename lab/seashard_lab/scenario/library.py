@@ -498,15 +498,17 @@ LOAD_PARAMS = {
 # ---------------------------------------------------------------- impair, capture, wait
 
 
+def link_restored(rep: Report, who: str, counts: dict[str, int]) -> None:
+    rep.line(
+        f"{who}: link restored; impairment: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+
+
 def run_impair(ctx: Context, step: Any) -> None:
     p = step.params
     client = p["client"]
     if p["off"]:
-        counts = ctx.lab.impair_off(client)
-        ctx.rep.line(
-            f"{ctx.label(p, client)}: link restored; impairment: "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
-        )
+        link_restored(ctx.rep, ctx.label(p, client), ctx.lab.impair_off(client))
         return
     settings = {k: p[k] for k in ("loss", "reorder", "duplicate", "delay", "seed", "duration")}
     res = ctx.lab.impair_on(client, **settings)
@@ -676,11 +678,9 @@ def _check_expect(p: dict[str, Any]) -> tuple[str, str] | None:
         return "rise_at_least", "'rise_at_least'/'rise_at_most' need a 'counter'"
     if p.get("counter") and not has_rise:
         return "counter", "a 'counter' needs 'rise_at_least' or 'rise_at_most'"
-    checks = [
-        k
-        for k, v in p.items()
-        if v not in (None, False) and k not in ("label", "of", "port", "shard")
-    ]
+    skip = ("label", "of", "port", "shard")
+    # identity, not equality: exit_code = 0 is a check (0 == False)
+    checks = [k for k, v in p.items() if v is not None and v is not False and k not in skip]
     if not checks:
         return "do", "an expect step with nothing to check"
     return None
