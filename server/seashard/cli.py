@@ -47,14 +47,14 @@ def _ipv4(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
 
 
-def _add_smp(p: argparse.ArgumentParser) -> None:
+def _add_smp(p: argparse.ArgumentParser, default: str = "every CPU we may use") -> None:
     p.add_argument(
         "-c",
         "--smp",
         type=_positive,
         default=None,
         metavar="N",
-        help="shards: one process each, pinned to its own CPU (default: every CPU we may use)",
+        help=f"shards: one process each, pinned to its own CPU (default: {default})",
     )
 
 
@@ -120,15 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     net.stacks.add_arguments(serve)
 
     load = sub.add_parser("load", help="sharded load generator")
-    load.add_argument("--host", type=_ipv4, required=True, help="server address")
+    load.add_argument(
+        "--host",
+        type=_ipv4,
+        action="append",
+        required=True,
+        help="server address; repeat for several servers, each getting the whole load "
+        "(--connections, --rate) and its own series in /metrics",
+    )
     load.add_argument("--mode", choices=["echo", "canned", "connect", "mixed"], default="echo")
-    load.add_argument("--connections", type=_positive, default=10, help="concurrent workers")
+    load.add_argument(
+        "--connections", type=_positive, default=10, help="concurrent workers (per host)"
+    )
     load.add_argument("--size", type=_positive, default=1024, help="echo payload bytes")
     load.add_argument(
         "--duration", type=_seconds, default=10.0, help="seconds; 0 runs until stopped"
     )
     load.add_argument(
-        "--rate", type=_seconds, default=0.0, help="starts per second in all (0: no cap)"
+        "--rate",
+        type=_seconds,
+        default=0.0,
+        help="starts per second per host, all shards (0: no cap)",
     )
     load.add_argument("--requests-per-connection", type=int, default=0)
     load.add_argument("--echo-port", type=_port, default=1234)
@@ -159,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep serving the final numbers this long after the summary (for a last scrape)",
     )
-    _add_smp(load)
+    _add_smp(load, default="1")
     net.stacks.add_arguments(load)
     return parser
 
@@ -228,7 +240,7 @@ def _load(args: argparse.Namespace) -> int:
         return _fail(stack)
     count = args.smp or 1
     cfg = LoadConfig(
-        host=args.host,
+        hosts=list(dict.fromkeys(args.host)),
         mode=args.mode,
         connections=args.connections,
         size=args.size,

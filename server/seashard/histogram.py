@@ -25,20 +25,24 @@ LAST = math.ceil(math.log2(HIGHEST / LOWEST) * SUB_BUCKETS)  # the bucket whose 
 BUCKETS = LAST + 2  # with the underflow (0) and overflow (LAST + 1) buckets
 
 
+_EDGES = [LOWEST * 2.0 ** (i / SUB_BUCKETS) for i in range(LAST + 1)] + [math.inf]
+_LOG2_LOWEST = math.log2(LOWEST)
+
+
 def edge(i: int) -> float:
     """The upper edge of bucket ``i`` in seconds (inf for the overflow bucket)."""
-    if i > LAST:
-        return math.inf
-    return LOWEST * 2.0 ** (i / SUB_BUCKETS)
+    return _EDGES[min(i, LAST + 1)]
 
 
 def bucket_of(value: float) -> int:
     if value <= LOWEST:
         return 0
-    i = math.ceil(math.log2(value / LOWEST) * SUB_BUCKETS)
-    if i > 0 and value <= edge(i - 1):  # log2 rounding at an exact edge
+    i = min(max(1, math.ceil((math.log2(value) - _LOG2_LOWEST) * SUB_BUCKETS)), LAST + 1)
+    if i > 1 and value <= _EDGES[i - 1]:  # log2 rounding just above an edge
         i -= 1
-    return min(i, LAST + 1)
+    elif value > _EDGES[i]:  # and just below one
+        i += 1
+    return i
 
 
 def _prometheus_edges(low: float, high: float, step: int) -> list[int]:

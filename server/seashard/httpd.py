@@ -105,6 +105,7 @@ class HttpEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._error: Exception | None = None
         self._next_log = 0.0
 
     @property
@@ -112,17 +113,25 @@ class HttpEndpoint:
         return self._sock.getsockname()[1]
 
     def start(self) -> None:
+        """Serve from a thread of its own; raises StartupError if it could not."""
         self._thread = threading.Thread(target=self._run, name=f"seashard-{self.name}", daemon=True)
         self._thread.start()
-        self._started.wait(5.0)
+        if not self._started.wait(10.0) or self._error is not None:
+            raise smp.StartupError(f"{self.name}: could not serve: {self._error or 'timeout'}")
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()  # the stdlib loop: its accept backs off on EMFILE
         self._loop = loop
         loop.set_exception_handler(self._on_loop_error)
-        server = loop.run_until_complete(
-            asyncio.start_server(self._serve, sock=self._sock, limit=MAX_HEAD)
-        )
+        try:
+            server = loop.run_until_complete(
+                asyncio.start_server(self._serve, sock=self._sock, limit=MAX_HEAD)
+            )
+        except Exception as exc:
+            self._error = exc
+            self._started.set()
+            loop.close()
+            return
         self._started.set()
         try:
             loop.run_forever()

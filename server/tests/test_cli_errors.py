@@ -35,6 +35,16 @@ def _one_line_error(result, needle: str, code: int | None = None) -> None:  # ty
         (["serve", "--host-ipv4-addr", "10.0.0.300"], "invalid IPv4 address"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["load"], "--host"),
+        (["serve", "--tap-device", "tap0"], "--tap-device needs --network-stack native"),
+        (["load", "--host", "127.0.0.1", "--network-stack", "native"], "--packet-device"),
+        (
+            ["load", "--host", "127.0.0.1", "--packet-device", "lo", "--state-dir", "/tmp"],
+            "--packet-device/--state-dir need --network-stack native",
+        ),
+        (["load", "--host", "127.0.0.1", "--duration", "-1"], "must not be negative"),
+        (["load", "--host", "127.0.0.1", "--report-interval", "0"], "must be positive"),
+        (["load", "--host", "127.0.0.1", "--metrics-port", "0"], "invalid port 0"),
+        (["serve", "--admin-address", "localhost"], "invalid IPv4 address"),
     ],
 )
 def test_usage_errors(args: list[str], needle: str) -> None:

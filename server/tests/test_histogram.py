@@ -26,6 +26,7 @@ def test_buckets_are_upper_inclusive_and_span_1us_to_60s() -> None:
     for i in (1, 17, 100, histogram.LAST):
         assert bucket_of(edge(i)) == i  # an edge belongs to the bucket it closes
         assert bucket_of(edge(i) * 1.0001) == i + 1
+    assert bucket_of(1e-6 * (1 + 1e-15)) == 1  # just past the first edge
     assert bucket_of(0.0) == 0
     assert bucket_of(1e-9) == 0
     assert bucket_of(3600.0) == histogram.LAST + 1
@@ -110,3 +111,14 @@ def test_prometheus_buckets_are_exact_cumulative_counts() -> None:
     assert rows[-1] == (math.inf, 3000)
     for le, n in rows[:-1]:
         assert n == sum(1 for v in values if v <= le), le
+
+
+def test_every_value_lands_between_its_buckets_edges() -> None:
+    rng = random.Random(5)
+    values = [10 ** rng.uniform(-7, 2) for _ in range(20000)]
+    values += [edge(i) for i in range(histogram.LAST + 1)]  # the edges themselves
+    values += [math.nextafter(edge(i), math.inf) for i in range(histogram.LAST)]
+    for v in values:
+        i = bucket_of(v)
+        low = edge(i - 1) if i > 0 else 0.0
+        assert low < v <= edge(i) or (i == 0 and v <= edge(0)), (v, i)

@@ -35,7 +35,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass
 class LoadConfig:
-    host: str
+    hosts: list[str]  # servers; each gets the whole shape (connections, rate)
     mode: str = "echo"
     connections: int = 10
     size: int = 1024
@@ -65,8 +65,11 @@ class LoadConfig:
             kind, self.accept_logger_port
         )
 
-    def target(self, kind: str) -> str:
-        return f"{self.host}:{self.port(kind)}"
+    def target(self, host: str, kind: str) -> str:
+        return f"{host}:{self.port(kind)}"
+
+    def name(self) -> str:
+        return ",".join(self.hosts)
 
 
 _stats = Stats()
@@ -157,13 +160,13 @@ async def _read_all(inp: net.InputStream, s: Series) -> bytes:
 
 
 @asynccontextmanager
-async def _connection(cfg: LoadConfig, kind: str) -> AsyncIterator[net.ConnectedSocket]:
+async def _connection(cfg: LoadConfig, host: str, kind: str) -> AsyncIterator[net.ConnectedSocket]:
     """A timed connect (the target's ``connect`` series) held by a ``kind`` worker."""
-    target = cfg.target(kind)
+    target = cfg.target(host, kind)
     connects = _stats.get(target, "connect")
     start = time.monotonic()
     try:
-        conn = await net.connect(SocketAddress(cfg.host, cfg.port(kind)))
+        conn = await net.connect(SocketAddress(host, cfg.port(kind)))
     except (TimeoutError, OSError, EOFError) as exc:
         connects.errors[type(exc).__name__] += 1
         raise _Counted() from exc
@@ -178,10 +181,12 @@ async def _connection(cfg: LoadConfig, kind: str) -> AsyncIterator[net.Connected
         await conn.close()
 
 
-async def _echo_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, rng: random.Random):
-    s = _stats.get(cfg.target("echo"), "echo")
+async def _echo_worker(
+    cfg: LoadConfig, host: str, stop: asyncio.Event, pacer: _Pacer, rng: random.Random
+) -> None:
+    s = _stats.get(cfg.target(host, "echo"), "echo")
     while not stop.is_set():
-        async with _connection(cfg, "echo") as conn:
+        async with _connection(cfg, host, "echo") as conn:
             inp, out = conn.input(), conn.output()
             done = 0
             while not stop.is_set():
@@ -208,13 +213,15 @@ async def _echo_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, rng:
                 )
 
 
-async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
+async def _canned_worker(
+    cfg: LoadConfig, host: str, stop: asyncio.Event, pacer: _Pacer, _: random.Random
+) -> None:
     """Connect, read until the server closes, check it is the canned response, repeat."""
-    s = _stats.get(cfg.target("canned"), "canned")
+    s = _stats.get(cfg.target(host, "canned"), "canned")
     while not stop.is_set():
         await pacer.wait()
         start = time.monotonic()
-        async with _connection(cfg, "canned") as conn:
+        async with _connection(cfg, host, "canned") as conn:
             got = await _read_all(conn.input(), s)
         if got != CANNED_RESPONSE:
             raise VerificationError(
@@ -225,12 +232,14 @@ async def _canned_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _:
         s.verified_bytes += len(got)
 
 
-async def _connect_worker(cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, _: random.Random):
+async def _connect_worker(
+    cfg: LoadConfig, host: str, stop: asyncio.Event, pacer: _Pacer, _: random.Random
+) -> None:
     """Connect (the request: counted and timed by ``_connection``), wait for the close."""
-    s = _stats.get(cfg.target("connect"), "connect")
+    s = _stats.get(cfg.target(host, "connect"), "connect")
     while not stop.is_set():
         await pacer.wait()
-        async with _connection(cfg, "connect") as conn:
+        async with _connection(cfg, host, "connect") as conn:
             got = await _read_all(conn.input(), s)
         if got:
             raise VerificationError("unexpected_bytes", f"connect: got {got[:40]!r}, expected none")
@@ -243,14 +252,16 @@ WORKERS: dict[str, Callable[..., Any]] = {
 }
 
 
-async def _resilient(kind: str, cfg: LoadConfig, stop: asyncio.Event, pacer: _Pacer, seed: int):
+async def _resilient(
+    kind: str, cfg: LoadConfig, host: str, stop: asyncio.Event, pacer: _Pacer, seed: int
+) -> None:
     """Run a worker; count each failure and start over, so one error is not the end."""
     rng = random.Random(seed)
-    s = _stats.get(cfg.target(kind), kind)
+    s = _stats.get(cfg.target(host, kind), kind)
     logged = 0
     while not stop.is_set():
         try:
-            await _until_stop(WORKERS[kind](cfg, stop, pacer, rng), stop)
+            await _until_stop(WORKERS[kind](cfg, host, stop, pacer, rng), stop)
         except VerificationError as exc:
             s.errors[exc.reason] += 1
             logged += 1
@@ -298,9 +309,10 @@ async def shard_main(cfg: LoadConfig, shard: smp.Shard, metrics_sock: socket.soc
     _workers_stopped = asyncio.Event()
     stop = asyncio.Event()
     kinds = cfg.kinds()
-    for kind in kinds:  # every series from the start, so /metrics shows zeros, not gaps
-        _stats.get(cfg.target(kind), kind)
-        _stats.get(cfg.target(kind), "connect")
+    for host in cfg.hosts:  # every series from the start: /metrics shows zeros, not gaps
+        for kind in kinds:
+            _stats.get(cfg.target(host, kind), kind)
+            _stats.get(cfg.target(host, kind), "connect")
     endpoint = None
     if metrics_sock is not None:
         if shard.id == 0:
@@ -313,12 +325,14 @@ async def shard_main(cfg: LoadConfig, shard: smp.Shard, metrics_sock: socket.soc
     smp.announce_started()
     tasks = []
     base_seed = cfg.seed if cfg.seed is not None else random.randrange(1 << 30)
-    for k, kind in enumerate(kinds):
-        n = _share(_share(cfg.connections, k, len(kinds)), shard.id, shard.count)
-        pacer = _Pacer(cfg.rate / len(kinds) / shard.count if cfg.rate else 0.0)
-        for i in range(n):
-            seed = base_seed + 1_000_003 * shard.id + 1009 * k + i
-            tasks.append(asyncio.ensure_future(_resilient(kind, cfg, stop, pacer, seed)))
+    for h, host in enumerate(cfg.hosts):
+        for k, kind in enumerate(kinds):
+            n = _share(_share(cfg.connections, k, len(kinds)), shard.id, shard.count)
+            pacer = _Pacer(cfg.rate / len(kinds) / shard.count if cfg.rate else 0.0)
+            for i in range(n):
+                seed = base_seed + 1_000_003 * shard.id + 100_003 * h + 1009 * k + i
+                worker = _resilient(kind, cfg, host, stop, pacer, seed)
+                tasks.append(asyncio.ensure_future(worker))
     started = time.monotonic()
     if shard.id == 0:
         reporter = asyncio.ensure_future(_report(cfg, started, stop))
@@ -371,31 +385,31 @@ async def _report(cfg: LoadConfig, started: float, stop: asyncio.Event) -> None:
                 parts.append(loadstats.describe(key, s, now - last_t, window))
         last = {k: s.copy() for k, s in totals.items()}
         last_t = now
-        print(f"load {cfg.host}: t={now - started:.0f}s " + " | ".join(parts), flush=True)
+        print(f"load {cfg.name()}: t={now - started:.0f}s " + " | ".join(parts), flush=True)
 
 
 def _print_summary(cfg: LoadConfig, totals: dict[Key, Series], elapsed: float) -> None:
     kinds = cfg.kinds()
-    targets = {kind: cfg.target(kind) for kind in kinds}
-    summary = loadstats.summary(cfg.host, cfg.mode, kinds, targets, totals, elapsed)
+    summary = loadstats.summary(cfg.hosts, cfg.mode, kinds, cfg.port, totals, elapsed)
     if cfg.json_out:
         print(json.dumps(summary), flush=True)
         return
-    for kind in kinds:
-        s = summary[kind]
-        p = s["latency_ms"]
-        print(
-            f"load {cfg.host}: {kind}: {s['requests']} in {elapsed:.1f}s = "
-            f"{s['per_second']}/s, errors {s['errors']}, latency ms p50 {p['p50']} "
-            f"p90 {p['p90']} p99 {p['p99']} max {p['max']}",
-            flush=True,
-        )
-    for key, s in totals.items():
-        if key[1] != "connect" or key[0] == targets.get("connect"):
-            continue
-        print(f"load {cfg.host}: connects: {loadstats.describe(key, s, elapsed)}", flush=True)
+    for host in cfg.hosts:
+        for kind in kinds:
+            s = summary["by_host"][host][kind]
+            p = {q: "-" if v is None else v for q, v in s["latency_ms"].items()}
+            print(
+                f"load {host}: {kind}: {s['requests']} in {elapsed:.1f}s = "
+                f"{s['per_second']}/s, errors {s['errors']}, latency ms p50 {p['p50']} "
+                f"p90 {p['p90']} p99 {p['p99']} max {p['max']}",
+                flush=True,
+            )
+    shown = {(cfg.target(host, kind), kind) for host in cfg.hosts for kind in kinds}
+    for key, s in totals.items():  # the connects of echo and canned workers
+        if key not in shown:
+            print(f"load {cfg.name()}: connects: {loadstats.describe(key, s, elapsed)}", flush=True)
     for what, n in sorted(summary["error_kinds"].items()):
-        print(f"load {cfg.host}: error x{n}: {what}", file=sys.stderr, flush=True)
+        print(f"load {cfg.name()}: error x{n}: {what}", file=sys.stderr, flush=True)
 
 
 def run(cfg: LoadConfig) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,28 +92,38 @@ def describe(key: Key, s: Series, seconds: float, latency: LogHistogram | None =
 
 
 def summary(
-    host: str,
+    hosts: list[str],
     mode: str,
     kinds: list[str],
-    targets: dict[str, str],
+    port_of: Callable[[str], int],
     totals: dict[Key, Series],
     elapsed: float,
 ) -> dict[str, Any]:
-    """The final summary: per mode kind (its target's series) and every series."""
-    out: dict[str, Any] = {"host": host, "mode": mode, "seconds": round(elapsed, 3)}
-    for kind in kinds:
-        target = targets[kind]
-        s = totals.get((target, kind), Series())
-        errors = sum(sum(v.errors.values()) for (t, _), v in totals.items() if t == target)
-        out[kind] = {
-            "target": target,
-            "requests": s.requests,
-            "per_second": round(s.requests / elapsed, 1) if elapsed else 0.0,
-            "bytes": s.verified_bytes,  # payload of verified requests
-            "mean_latency_ms": _ms(s.latency.sum / s.latency.count) if s.latency.count else None,
-            "latency_ms": latency_ms(s.latency),
-            "errors": errors,  # on this target, its connects' included
-        }
+    """The final summary: per host and mode kind (that target's series), and every series.
+
+    With one host, its kinds are also at the top level (``summary["echo"]``...).
+    """
+    out: dict[str, Any] = {"host": ",".join(hosts), "mode": mode, "seconds": round(elapsed, 3)}
+    by_host: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        by_host[host] = {}
+        for kind in kinds:
+            target = f"{host}:{port_of(kind)}"
+            s = totals.get((target, kind), Series())
+            errors = sum(sum(v.errors.values()) for (t, _), v in totals.items() if t == target)
+            mean = s.latency.sum / s.latency.count if s.latency.count else None
+            by_host[host][kind] = {
+                "target": target,
+                "requests": s.requests,
+                "per_second": round(s.requests / elapsed, 1) if elapsed else 0.0,
+                "bytes": s.verified_bytes,  # payload of verified requests
+                "mean_latency_ms": _ms(mean),
+                "latency_ms": latency_ms(s.latency),
+                "errors": errors,  # on this target, its connects' included
+            }
+    if len(hosts) == 1:
+        out.update(by_host[hosts[0]])
+    out["by_host"] = by_host
     out["series"] = [
         {
             "target": t,

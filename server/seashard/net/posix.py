@@ -131,17 +131,23 @@ class PosixServerSocket:
             self._waiter.set_result(None)
 
     async def accept(self) -> AcceptResult:
-        while not self._pending:
-            if self._aborted:
-                raise ConnectionAbortedError(f"listener on port {self.local_address.port} closed")
-            self._waiter = self._stack.loop.create_future()
+        while True:
+            while not self._pending:
+                if self._aborted:
+                    port = self.local_address.port
+                    raise ConnectionAbortedError(f"listener on port {port} closed")
+                self._waiter = self._stack.loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            sock, slot = self._pending.popleft()
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        sock, slot = self._pending.popleft()
-        conn = await self._stack.adopt(sock, slot)
-        return AcceptResult(conn, conn.remote_address)
+                conn = await self._stack.adopt(sock, slot)
+            except OSError as exc:  # e.g. reset before we got to it: that one only, not the loop
+                self._stack.log_adopt(f"could not take over a connection: {exc}")
+                continue
+            return AcceptResult(conn, conn.remote_address)
 
     def abort_accept(self) -> None:
         if self._aborted:
@@ -194,7 +200,7 @@ class _KernelListener:
                 self._back_off(exc)
                 return
             if self.backoff:
-                stack.log_accept(
+                stack.log_recovered(
                     f"accept on port {self.port}: accepting again after "
                     f"{self.failures} failed attempts"
                 )
@@ -251,7 +257,9 @@ class PosixStack:
         self.handoffs_lost = 0
         self.accept_errors: Counter[str] = Counter()
         self.log_accept = RateLimitedLog()
+        self.log_recovered = RateLimitedLog()
         self._log_lost = RateLimitedLog()
+        self.log_adopt = RateLimitedLog()
         shard.on(_HANDOFF, self._on_handoff)
 
     # network_stack

@@ -54,20 +54,21 @@ class StackType:
     help = ""
 
     def __init__(self) -> None:
-        self._actions: list[argparse.Action] = []
+        self._options: dict[str, tuple[str, Any]] = {}  # dest -> (flag, default)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this stack's options (as a group) to ``parser``."""
 
     def _add(self, group: Any, *flags: str, **kwargs: Any) -> None:
-        self._actions.append(group.add_argument(*flags, **kwargs))
+        action = group.add_argument(*flags, **kwargs)  # one parser or several: same options
+        self._options[action.dest] = (action.option_strings[0], action.default)
 
     def given(self, args: argparse.Namespace) -> list[str]:
         """The options of this stack the user set (so another stack can refuse them)."""
         return [
-            a.option_strings[0]
-            for a in self._actions
-            if getattr(args, a.dest, a.default) != a.default
+            flag
+            for dest, (flag, default) in self._options.items()
+            if getattr(args, dest, default) != default
         ]
 
     def from_args(self, args: argparse.Namespace) -> Any:
