@@ -125,6 +125,8 @@ def test_top_once_shows_what_the_admin_endpoints_say(held):
             row = shown[server][shard]
             for column, value in admin.items():
                 assert row[column] == value, (server, shard, column, row, admin)
+            # the shard's own CPU time (seashard_cpu_seconds_total) became a percentage
+            assert re.fullmatch(r"\d+", row["cpu%"]), row
             # nothing new in the quiet second between top's two scrapes
             assert (row["conn/s"], row["in B/s"], row["out B/s"]) == ("0", "0", "0"), row
         held_here = sum(int(r["live"]) for r in shown[server].values())
