@@ -16,6 +16,7 @@ import pytest
 
 from seashard_lab import ROOT
 from seashard_lab.plan import SERVERS
+from seashard_lab.prometheus import Prometheus
 from seashard_lab.topview import compact
 
 HELD = {"posix-server": ("client-1", 5), "native-server": ("client-2", 7)}
@@ -136,3 +137,15 @@ def test_top_once_shows_what_the_admin_endpoints_say(held):
     for client in ("client-1", "client-2"):
         downs = [x for x in out.splitlines() if x.startswith(f"{client}: DOWN")]
         assert len(downs) == 2 and all("refused" in x.lower() for x in downs), out
+
+    # and Prometheus says the same of them
+    prom = Prometheus(lab.plan.prometheus_url())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        health = {(t.service, t.url): t for t in prom.targets() if t.job == "seashard-load"}
+        if len(health) == 4 and all(t.health == "down" for t in health.values()):
+            break
+        time.sleep(1)
+    assert len(health) == 4 and all(t.health == "down" and t.last_error for t in health.values()), (
+        health
+    )

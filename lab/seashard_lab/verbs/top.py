@@ -176,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         print("scripts/lab top: --interval must be above 0", file=sys.stderr)
         return 2
     deployment = current()
+    if not deployment.running():  # its addresses would lead nowhere (or out of the host)
+        print(
+            f"scripts/lab top: lab '{deployment.project}' is not running (scripts/lab up)",
+            file=sys.stderr,
+        )
+        return 2
     title = f"lab '{deployment.project}' ({deployment.plan.subnet})"
     return watch(
         lab_endpoints(deployment.plan), once=args.once, interval=args.interval, title=title
