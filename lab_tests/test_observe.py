@@ -119,7 +119,7 @@ def test_the_graph_page_draws_every_shard_in_a_real_browser(lab, prom):
     expr = QUERIES["live"][0]  # the query `scripts/lab up` shows
     expected = {(server, shard) for server in SERVERS for shard in _shards(lab, server)}
     _eventually(lambda: len(prom.query(expr)) == len(expected), 30, f"{expr} answers")
-    url = graph_url(lab.plan.prometheus_url(), expr)
+    url = graph_url(lab.plan.prometheus_url(), expr, range_input="1m")
     folder = ARTIFACTS / "prometheus-graph"
     shot = screenshot(url, folder / "live-connections-per-shard.png")
     assert shot.read_bytes()[:8] == PNG

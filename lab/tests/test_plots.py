@@ -205,3 +205,40 @@ def test_collect_maps_prometheus_answers_to_run_data():
 @pytest.mark.parametrize("buckets", [[], [(math.inf, 0.0)]])
 def test_cdf_of_nothing_is_empty(buckets):
     assert plots.cdf_points(buckets) == ([], [])
+
+
+class _Plan:
+    """An address plan whose Prometheus is a closed port on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def service_ip(self, server: str) -> str:
+        return {"posix-server": "10.0.0.10", "native-server": "10.0.0.21"}[server]
+
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class _Lab:
+    def __init__(self, port: int) -> None:
+        self.plan = _Plan(port)
+
+    def impairment_window(self, end, since=0.0):
+        return None
+
+
+def test_a_scenario_without_prometheus_says_why_its_plots_are_missing(tmp_path, monkeypatch):
+    import socket
+
+    from seashard_lab.scenario import run
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(plots.time, "sleep", lambda _s: None)
+    line = run._plots(_Lab(port), tmp_path, "demo", 0.0)
+    assert line.startswith("plots:     none (plots-missing.txt: no data for the plots")
+    assert "Connection refused" in line or "refused" in line.lower()
+    assert "refused" in (tmp_path / plots.MISSING).read_text().lower()
+    assert not list(tmp_path.glob("*.png"))
