@@ -47,7 +47,7 @@ def _admin(lab) -> dict[str, dict[int, dict[str, str]]]:
 
 
 def _parse(text: str) -> dict[str, dict[int, dict[str, str]]]:
-    """top's server tables: the title line, a header, a rule, one row per shard."""
+    """top's server tables: the title line, a header, one row per shard."""
     tables: dict[str, dict[int, dict[str, str]]] = {}
     lines = text.splitlines()
     for i, line in enumerate(lines):
@@ -55,7 +55,9 @@ def _parse(text: str) -> dict[str, dict[int, dict[str, str]]]:
             # header cells are two or more spaces apart ("in B/s" is one)
             header = re.split(r"\s{2,}", lines[i + 1].strip())
             rows: dict[int, dict[str, str]] = {}
-            for row in lines[i + 3 :]:
+            for row in lines[i + 2 :]:
+                if set(row.strip()) == {"─"}:  # a rule under the header, if drawn
+                    continue
                 cells = row.split()
                 if not cells or not cells[0].isdigit():
                     break

@@ -150,7 +150,7 @@ def shard_rows(prev: Scrape | None, cur: Scrape) -> list[ShardRow]:
 
 @dataclass(frozen=True)
 class TargetRow:
-    """One target (HOST:PORT) and kind of one client's load generator."""
+    """One target server (HOST, all its ports) and kind of one client's load generator."""
 
     target: str
     kind: str
@@ -189,18 +189,26 @@ def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> floa
     return lower_bound
 
 
+def _host(target: str) -> str:
+    """HOST:PORT -> HOST: the kind says the port (echo 1234, canned 1235; connects go to
+    every port), and one row per server and kind keeps `top` within a screen."""
+    host, sep, _ = target.rpartition(":")
+    return host if sep else target
+
+
 def _buckets(scrape: Scrape, target: str, kind: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for lb, v in scrape.series("seashard_load_latency_seconds_bucket"):
-        if lb.get("target") == target and lb.get("kind") == kind:
-            out[float(lb["le"])] = v
+        if _host(lb.get("target", "?")) == target and lb.get("kind") == kind:
+            le = float(lb["le"])
+            out[le] = out.get(le, 0.0) + v
     return out
 
 
 def _sum_by(scrape: Scrape, name: str) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     for lb, v in scrape.series(name):
-        key = (lb.get("target", "?"), lb.get("kind", "?"))
+        key = (_host(lb.get("target", "?")), lb.get("kind", "?"))
         out[key] = out.get(key, 0.0) + v
     return out
 

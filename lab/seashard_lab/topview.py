@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -62,9 +61,9 @@ def _table(title: str, columns: Sequence[str]) -> Table:
         title=title,
         title_justify="left",
         title_style="bold",
-        box=box.SIMPLE_HEAD,
+        box=None,  # no rules: two servers and the clients fit an 80x24 terminal
         pad_edge=False,
-        padding=(0, 1, 0, 0),  # with the column separator: two spaces between columns
+        padding=(0, 1),  # two spaces between columns
         show_edge=False,
     )
     for i, c in enumerate(columns):
@@ -104,14 +103,16 @@ def server_table(view: ServerView) -> RenderableType:
 
 
 def short_target(target: str, names: dict[str, str]) -> str:
-    """172.28.0.10:1234 -> posix:1234 when the address is known."""
-    host, _, port = target.rpartition(":")
+    """172.28.0.10 -> posix, 172.28.0.10:1234 -> posix:1234, when the address is known."""
+    host, sep, port = target.rpartition(":")
+    if not sep:
+        return names.get(target, target)
     return f"{names[host]}:{port}" if host in names else target
 
 
 def client_table(views: Sequence[ClientView], names: dict[str, str]) -> RenderableType:
     parts: list[RenderableType] = []
-    table = _table("clients", ["client", "target", "kind", "req/s", "errors", "p50", "p99"])
+    table = _table("clients", ["client", "server", "kind", "req/s", "errors", "p50", "p99"])
     rows = 0
     for v in views:
         if v.error is not None:
@@ -145,6 +146,6 @@ def frame(
     """The whole screen: a header line, one table per server, the clients."""
     parts: list[RenderableType] = [Text(header, style="dim")]
     for s in servers:
-        parts += [server_table(s), Text("")]
+        parts.append(server_table(s))
     parts.append(client_table(clients, names))
     return Group(*parts)

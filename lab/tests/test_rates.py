@@ -137,7 +137,7 @@ def test_client_rates_and_quantiles_of_the_last_interval_only():
     a = rates.parse(LOAD.format(req=1000, err=0, fast=1000, slow=1000), t=0.0)
     b = rates.parse(LOAD.format(req=1200, err=4, fast=1100, slow=1200), t=2.0)
     (row,) = rates.target_rows(a, b)
-    assert (row.target, row.kind, row.requests, row.live) == ("172.28.0.10:1234", "echo", 1200, 2)
+    assert (row.target, row.kind, row.requests, row.live) == ("172.28.0.10", "echo", 1200, 2)
     assert row.requests_per_s == 100.0
     assert row.errors == 5 and row.errors_per_s == 2.0  # summed over reasons
     assert row.p50 == pytest.approx(0.001)  # rank 100 of 200: the top of the fast bucket
@@ -165,3 +165,24 @@ def test_a_target_and_kind_with_nothing_yet_is_left_out():
     text = text.replace('reason="timeout"} 1', 'reason="timeout"} 0')
     assert 'reason="timeout"} 0' in text
     assert rates.target_rows(None, rates.parse(text, 0)) == []
+
+
+def test_one_row_per_server_and_kind_over_its_ports():
+    text = """\
+# TYPE seashard_load_requests_total counter
+seashard_load_requests_total{target="10.0.0.21:1234",kind="connect"} 3
+seashard_load_requests_total{target="10.0.0.21:1235",kind="connect"} 4
+# TYPE seashard_load_latency_seconds histogram
+seashard_load_latency_seconds_bucket{target="10.0.0.21:1234",kind="connect",le="0.001"} 3
+seashard_load_latency_seconds_bucket{target="10.0.0.21:1234",kind="connect",le="+Inf"} 3
+seashard_load_latency_seconds_bucket{target="10.0.0.21:1235",kind="connect",le="0.001"} 0
+seashard_load_latency_seconds_bucket{target="10.0.0.21:1235",kind="connect",le="+Inf"} 4
+seashard_load_latency_seconds_count{target="10.0.0.21:1234",kind="connect"} 3
+seashard_load_latency_seconds_sum{target="10.0.0.21:1234",kind="connect"} 0.001
+seashard_load_latency_seconds_count{target="10.0.0.21:1235",kind="connect"} 4
+seashard_load_latency_seconds_sum{target="10.0.0.21:1235",kind="connect"} 9
+"""
+    (row,) = rates.target_rows(None, rates.parse(text, 0.0))
+    assert (row.target, row.kind, row.requests) == ("10.0.0.21", "connect", 7)
+    # 3 of 7 at most 1 ms: the median falls in the +Inf bucket, i.e. above 1 ms
+    assert row.p50 == 0.001

@@ -107,7 +107,7 @@ def test_frame_fits_80_columns_and_shows_every_number():
     ]
     assert native[1][:6] == ["1", "41", "1", "50", "4", "2.0k"]
     client = next(x.split() for x in lines if x.startswith("client-1 "))
-    assert client == ["client-1", "native:1234", "echo", "500", "0", "250µs", "495µs"]
+    assert client == ["client-1", "native", "echo", "500", "0", "250µs", "495µs"]
 
 
 def test_down_services_say_so_and_why():

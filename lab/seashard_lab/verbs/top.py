@@ -138,17 +138,21 @@ def watch(
         if once:
             top.tick()  # the first scrape: counters only, no rates yet
             time.sleep(interval)
-            console.print(
-                top.frame(f"{title}: rates over {interval:g} s, p50/p99 over the same requests")
-            )
+            when = time.strftime("%H:%M:%S")
+            console.print(top.frame(f"{title}  {when}  rates and p50/p99 over {interval:g} s"))
             return 0
-        header = (
-            f"{title}: rates over {interval:g} s, p50/p99 over {QUANTILE_WINDOW:g} s; Ctrl-C quits"
-        )
-        with Live(top.frame(header), console=console, auto_refresh=False) as live:
+
+        # one line at 80 columns: the lab, the time, what the numbers are over
+        def header() -> str:
+            return (
+                f"{title}  {time.strftime('%H:%M:%S')}  rates over {interval:g} s,"
+                f" p50/p99 over {QUANTILE_WINDOW:g} s"
+            )
+
+        with Live(top.frame(header()), console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
-                live.update(top.frame(f"{header}  ({time.strftime('%H:%M:%S')})"), refresh=True)
+                live.update(top.frame(header()), refresh=True)
     except KeyboardInterrupt:
         return 0
     finally:
