@@ -7,7 +7,8 @@ bridge, so it never touches a lab a user has running.  It builds the image
 the package (`Deployment.up`), and always takes it down and checks that
 nothing of the project is left.  When a test fails, the servers' logs, their
 admin pages and the pcaps of the captures the test ran (and of the whole lab
-network) are written to ``artifacts/<test name>/``.
+network) are written to ``artifacts/<test name>/``, with the charts a scenario
+leaves (connections per shard over time, shares, latency CDF).
 
 Environment:
   SEASHARD_LAB_REUSE=PROJECT  use that running lab (e.g. seashard-lab from
@@ -211,6 +212,15 @@ def _lab_artifacts(request):
                 (directory / f"{capture.name}.pcap.error").write_text(f"{exc}\n")
     if failed:
         dump(handle, directory, since=started - 1)
+        # the same charts a scenario leaves, over this test's own time
+        try:
+            from seashard_lab.plots import write_lab_plots
+
+            end = time.time()
+            window = handle.impairment_window(end, since=started)
+            print(write_lab_plots(handle.plan, directory, started, end, request.node.name, window))
+        except Exception as exc:  # noqa: BLE001 - the logs and pcaps matter more
+            (directory / "plots-missing.txt").write_text(f"no plots: {exc}\n")
 
 
 # ---------------------------------------------------------------- lab state

@@ -58,6 +58,9 @@ class Lab:
         self._scripts_in: set[str] = set()
         self._bridge: CaptureHelper | None = None
         self.captures: list[Capture] = []
+        # (client, on, off or None) of every impairment, wall clock: the plots'
+        # "before" and "during"
+        self.impairments: list[tuple[str, float, float | None]] = []
 
     # ------------------------------------------------------------ addresses
 
@@ -285,7 +288,11 @@ class Lab:
         argv = ["lab-impair", "on"]
         for key, value in settings.items():
             argv += [f"--{key}", f"{value:g}"]
-        return self.exec(client, argv, timeout=30)
+        on = time.time()
+        res = self.exec(client, argv, timeout=30)
+        if res.ok:
+            self.impairments.append((client, on, None))
+        return res
 
     def impair_stats(self, client: str) -> dict[str, int]:
         return parse.netem_dropped(
@@ -298,7 +305,19 @@ class Lab:
         res = self.exec(client, ["lab-impair", "off"], timeout=30)
         if not res.ok:
             raise LabError(f"lab-impair off in {client}:\n{res.describe()}")
+        self.impairments = [
+            (c, on, off if off is not None or c != client else time.time())
+            for c, on, off in self.impairments
+        ]
         return parse.impair_counts(res.stdout + res.stderr) | {k: v for k, v in stats.items() if v}
+
+    def impairment_window(self, end: float, since: float = 0.0) -> tuple[float, float, str] | None:
+        """The first impairment still on after ``since``: (on, off, client), off ``end``
+        if it was never lifted."""
+        for client, on, off in self.impairments:
+            if off is None or off > since:
+                return (max(on, since), off if off is not None else end, client)
+        return None
 
     def impaired_now(self, client: str) -> bool:
         return self.exec(client, ["test", "-f", "/run/lab/impair.state"]).ok

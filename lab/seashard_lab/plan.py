@@ -20,7 +20,7 @@ DEFAULT_IMAGE = "seashard/lab:latest"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 DEFAULT_BRIDGE = "sslab0"
 
-SERVICES = ("posix-server", "native-server", "client-1", "client-2", "probe")
+SERVICES = ("posix-server", "native-server", "client-1", "client-2", "probe", "prometheus")
 SERVERS = ("posix-server", "native-server")
 CLIENTS = ("client-1", "client-2")
 STACK_OF = {"posix-server": "posix", "native-server": "native"}
@@ -34,6 +34,7 @@ HOST_NUMBERS = {
     "client-1": 31,
     "client-2": 32,
     "probe": 40,
+    "prometheus": 50,
 }
 ADDRESS_VARS = {
     "posix-server": "POSIX_SERVER_IP",
@@ -42,20 +43,20 @@ ADDRESS_VARS = {
     "client-1": "CLIENT1_IP",
     "client-2": "CLIENT2_IP",
     "probe": "PROBE_IP",
+    "prometheus": "PROMETHEUS_IP",
 }
 
 # service ports (seashard serve's defaults) and the lab's own
 PORTS = {"echo": 1234, "canned": 1235, "accept-logger": 1236}
 ADMIN_PORT = 9100
-LOAD_METRICS_PORT = 9200
+LOAD_METRICS_PORT = 9200  # a client's first target; its second is 9201 (images/lab/bin/lab-load)
+PROMETHEUS_PORT = 9090
 
 # Cross-helper contracts, each in one place (docker-compose.yml's defaults agree):
 # the servers' admin endpoint must answer from the rest of the lab ...
 SERVE_ADMIN_ARGS = f"--admin-port {ADMIN_PORT} --admin-address 0.0.0.0"
-# ... and the clients' load generators serve Prometheus text.  `seashard load
-# --metrics-port` arrives with issue 10's load generator: until that is merged
-# this stays empty (flip it to f"--metrics-port {LOAD_METRICS_PORT}" at merge).
-LOAD_METRICS_ARGS = ""
+# ... and the clients' load generators serve Prometheus text (one port per target).
+LOAD_METRICS_ARGS = f"--metrics-port {LOAD_METRICS_PORT}"
 LOAD_ARGS = "--mode mixed --connections 2 --rate 5 --duration 0 -c 1 --report-interval 10"
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -116,6 +117,17 @@ class AddressPlan:
     def admin_url(self, server: str, path: str = "/metrics") -> str:
         return f"http://{self.addresses[server]}:{ADMIN_PORT}{path}"
 
+    def load_metrics_urls(self, client: str) -> dict[str, str]:
+        """The client's load generators' /metrics, by the stack they load."""
+        ip = self.addresses[client]
+        return {
+            stack: f"http://{ip}:{LOAD_METRICS_PORT + i}/metrics"
+            for i, stack in enumerate(("posix", "native"))  # lab-load's target order
+        }
+
+    def prometheus_url(self) -> str:
+        return f"http://{self.addresses['prometheus']}:{PROMETHEUS_PORT}"
+
     def env(self) -> dict[str, str]:
         """The variables docker-compose.yml reads, for this plan."""
         out = {
@@ -140,4 +152,5 @@ def compose_defaults() -> dict[str, str]:
         "LAB_CLIENTS_AUTOSTART": "1",
         "NATIVE_DEVICE": "tap",
         "LAB_READY_PATTERN": "",
+        "LAB_PROMETHEUS_RETENTION": "2h",
     }

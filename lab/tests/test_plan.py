@@ -44,8 +44,8 @@ def test_admin_urls_use_the_plans_admin_port():
     assert "--admin-address 0.0.0.0" in SERVE_ADMIN_ARGS
 
 
-def test_load_metrics_args_are_empty_or_the_metrics_port():
-    assert LOAD_METRICS_ARGS in ("", "--metrics-port 9200")
+def test_load_metrics_args_are_the_metrics_port():
+    assert LOAD_METRICS_ARGS == "--metrics-port 9200"
 
 
 def test_every_address_derives_from_the_subnet():

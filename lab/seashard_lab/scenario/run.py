@@ -6,6 +6,11 @@ capture-NAME.pcap      the scenario's own captures
 <server>.run.log       the server program's current run (after the restore)
 admin-before/, admin-after/   /metrics, /connections, /shards of both servers
 summary.txt            what was printed, the details as JSON, and how to replay
+connections.png, shares.png, latency-cdf.png
+                       per-shard connections over time, the shares per shard and
+                       per client, the clients' latency CDF (before and during an
+                       impairment), from the lab's Prometheus; plots-missing.txt
+                       says why one is not there
 """
 
 from __future__ import annotations
@@ -50,6 +55,21 @@ def restore(lab: Lab, rep: Report) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - restore_all tries again and reports
             rep.line(f"{client}: could not restore the link: {exc}")
     return lab.restore_all()
+
+
+def _plots(lab: Lab, folder: Path, name: str, started_wall: float) -> str:
+    """The charts of this run; whatever goes wrong, one line saying so (never a raise:
+    the summary and the pcap matter more)."""
+    end = time.time()
+    try:
+        from ..plots import write_lab_plots
+
+        return write_lab_plots(
+            lab.plan, folder, started_wall, end, f"scenario {name}", lab.impairment_window(end)
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. matplotlib not installed
+        (folder / "plots-missing.txt").write_text(f"no plots: {type(exc).__name__}: {exc}\n")
+        return f"plots:     none (plots-missing.txt: {exc})"
 
 
 def run_steps(ctx: Context, scenario: Scenario) -> None:
@@ -117,10 +137,12 @@ def run_scenario(deployment: Deployment, scenario: Scenario, artifacts: Path) ->
                 (folder / f"{server}.run.log").write_text(lab.run_log(server))
             except Exception:  # noqa: BLE001
                 pass
+        plots_line = _plots(lab, folder, scenario.name, started_wall)
     restored = "lab restored to its normal state" if not problems else f"RESTORE FAILED: {problems}"
     verdict = "as expected" if not rep.problems and error is None else "UNEXPECTED results"
     rep.line(f"{scenario.name}: {verdict} in {elapsed:.1f} s; {restored}")
     rep.line(f"artifacts: {folder}")
+    rep.line(" ".join(plots_line.split(None, 1)))
     project_note = (
         f"   (SEASHARD_LAB_PROJECT={lab.project})" if lab.project != DEFAULT_PROJECT else ""
     )
@@ -132,6 +154,7 @@ def run_scenario(deployment: Deployment, scenario: Scenario, artifacts: Path) ->
         f"duration:  {elapsed:.1f} s",
         f"replay:    scripts/lab scenario {scenario.name}{project_note}",
         "pcap:      lab-network.pcap (tcpdump on the lab bridge; tshark -r / Wireshark)",
+        plots_line,
         "",
     ]
     body = header + rep.lines

@@ -29,6 +29,8 @@ def endpoints(deployment: ComposeDeployment, service: str, ip: str) -> str:
             f"seashard load against {plan.ip('posix-server')} (posix) "
             f"and {plan.ip('native-stack')} (native)"
         )
+    if service == "prometheus":
+        return f"{plan.prometheus_url()}  (scrapes every 1 s; /targets, /graph)"
     return "scapy, tcpdump, ping, nc" if service == "probe" else ""
 
 
@@ -66,7 +68,9 @@ Watch it:
   docker exec -it {probe} bash    scapy/tcpdump/ping from inside the lab
   docker exec {posix} labctl restart [serve ARGS]
                                             restart seashard in place (its TIME_WAIT sockets stay)
-  scripts/lab scenario list                 replay a situation (scenarios/*.toml) with a pcap"""
+  scripts/lab scenario list                 replay a situation (scenarios/*.toml) with a pcap
+  scripts/lab top                           live per-shard and per-client numbers, every second
+  Prometheus                                {deployment.plan.prometheus_url()}/graph"""
     )
 
 

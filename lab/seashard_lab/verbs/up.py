@@ -8,6 +8,7 @@ import time
 
 from ..deployment import ComposeDeployment, build_image, current
 from ..plan import SERVERS
+from ..prometheus import QUERIES, graph_url
 from ..ui import say
 from . import status
 
@@ -45,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
     deployment = current()
     bad = bring_up(deployment, build=not args.no_build, wait=not args.no_wait)
     status.show(deployment)
+    expr, what = QUERIES["live"]
+    print(
+        f"\nIn Prometheus, {what}: paste\n  {expr}\ninto {deployment.plan.prometheus_url()}/graph,"
+        f" or open\n  {graph_url(deployment.plan.prometheus_url(), expr)}"
+        "\n(more queries: README, 'Prometheus in the lab')"
+    )
     if not bad:
         return 0
     for service, health in bad.items():
