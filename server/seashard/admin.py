@@ -17,6 +17,7 @@ from seashard import net, smp
 
 GATHER_TIMEOUT = 5.0
 GAUGES = {"connections_time_wait", "arp_cache_entries"}  # besides every *_live
+LABELS = {"tcp_syn_queue_live": "port", "tcp_accept_queue_live": "port"}  # else "reason"
 
 
 def shard_metrics() -> dict[str, Any]:
@@ -63,7 +64,8 @@ def prometheus_text(shards: list[dict[str, Any]]) -> str:
             shard = s["shard"]
             if isinstance(value, dict):
                 for label, v in sorted(value.items()):
-                    lines.append(f'{name}{{shard="{shard}",reason="{_label(label)}"}} {v}')
+                    lab = LABELS.get(key, "reason")
+                    lines.append(f'{name}{{shard="{shard}",{lab}="{_label(label)}"}} {v}')
             elif value is not None:
                 lines.append(f'{name}{{shard="{shard}"}} {value}')
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from seashard import smp
 from seashard.net import LoadBalancing
+from seashard.net.native import limits as native_limits
 
 EXIT_USAGE = 2
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     native.add_argument(
         "--state-dir", default=None, help="where TIME_WAIT is kept across runs (/run/seashard)"
     )
+    native_limits.add_arguments(serve.add_argument_group("native stack limits (per shard)"))
 
     from seashard.apps import loadgen
 
@@ -156,6 +158,10 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail("the native stack needs exactly one of --tap-device or --packet-device")
     elif args.tap_device or args.packet_device:
         return _fail("--tap-device/--packet-device need --network-stack native")
+    try:
+        limits = native_limits.from_args(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     config = ServeConfig(
         smp=count,
         services=services,
@@ -178,6 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
             hw_addr=args.hw_addr,
             device_queues=args.device_queues,
             state_dir=args.state_dir,
+            limits=limits,
         ),
     )
     return run(config)

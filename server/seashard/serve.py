@@ -12,6 +12,7 @@ from seashard import net, smp
 from seashard.apps import accept_logger, canned, echo
 from seashard.apps.common import service_loop
 from seashard.net import BindError, ListenOptions, LoadBalancing, SocketAddress
+from seashard.net.native.limits import NativeLimits
 
 SERVICES: dict[str, ModuleType] = {
     "echo": echo,
@@ -30,6 +31,7 @@ class NativeConfig:
     hw_addr: str | None = None
     device_queues: int | None = None  # default: one per shard
     state_dir: str | None = None  # where TIME_WAIT outlives a run
+    limits: NativeLimits = field(default_factory=NativeLimits)  # what a peer can make us hold
 
 
 @dataclass

@@ -31,7 +31,7 @@ BLOCK_OVERHEAD = 64
 class ReassemblyBudget:
     """The out-of-order bytes (true size) every connection of one shard may hold together."""
 
-    __slots__ = ("limit", "used", "peak", "refused")
+    __slots__ = ("limit", "used", "peak", "refused", "refused_conn")
 
     def __init__(self, limit: int) -> None:
         if limit < 0:
@@ -40,6 +40,7 @@ class ReassemblyBudget:
         self.used = 0
         self.peak = 0  # the most ever held at once
         self.refused = 0  # segments refused because the budget was spent
+        self.refused_conn = 0  # segments refused by their connection's own limit
 
 
 class Reassembler:
@@ -104,11 +105,12 @@ class Reassembler:
         kept = sum(e - s for _, s, e in pieces)
         cost = kept + BLOCK_OVERHEAD * len(pieces)
         budget = self.budget
-        if (self.limit is not None and self.truesize + cost > self.limit) or (
-            budget is not None and budget.used + cost > budget.limit
-        ):
+        if self.limit is not None and self.truesize + cost > self.limit:
             if budget is not None:
-                budget.refused += 1
+                budget.refused_conn += 1
+            return -1
+        if budget is not None and budget.used + cost > budget.limit:
+            budget.refused += 1
             return -1
         # ...then store them (back to front, so the indexes stay right).
         for at, s, e in reversed(pieces):

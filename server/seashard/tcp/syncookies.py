@@ -117,7 +117,9 @@ class SynCookies:
         h.update(count.to_bytes(4, "big"))
         return int.from_bytes(h.digest(), "big")
 
-    def make(self, local: Endpoint, remote: Endpoint, syn_seq: int, peer_mss: int | None, now: float) -> Cookie:
+    def make(
+        self, local: Endpoint, remote: Endpoint, syn_seq: int, peer_mss: int | None, now: float
+    ) -> Cookie:
         """The cookie ISN for a SYN from ``remote`` to ``local`` with sequence number
         ``syn_seq`` and MSS option ``peer_mss``."""
         count = self.count(now)

@@ -3,7 +3,6 @@ TIME_WAIT reuse, app-closed connections, software-RSS forwarding."""
 
 from __future__ import annotations
 
-import pytest
 from frames_helpers import (
     OUR_IP,
     PEER_IP,

@@ -248,9 +248,9 @@ class TcpLayer:
                 listener.last_cookie is not None
                 and now - listener.last_cookie <= COOKIE_WINDOW
                 and not seg.flags & (Flags.SYN | Flags.RST)
+                and self._cookie_ack(listener, src_ip, pkt, seg, now)
             ):
-                if self._cookie_ack(listener, src_ip, pkt, seg, now):
-                    return
+                return
         elif seg.flags & Flags.SYN and not seg.flags & Flags.ACK:
             self.stats["syn_no_listener"] += 1
             if pkt.dst_port in self.listened_elsewhere:
