@@ -190,6 +190,7 @@ class NativeStack:
         return {
             "tcp_syn_queue_live": {str(p): s.half_open for p, s in sorted(listeners.items())},
             "tcp_accept_queue_live": {str(p): len(s.pending) for p, s in sorted(listeners.items())},
+            "tcp_syn_received": tcp.stats["syn_received"],
             "tcp_syncookies_sent": tcp.stats["syncookies_sent"],
             "tcp_syncookies_accepted": tcp.stats["syncookies_accepted"],
             "tcp_syncookies_rejected": tcp.stats["syncookies_rejected"],
@@ -208,6 +209,8 @@ class NativeStack:
                 "bytes_out": c.bytes_out,
                 "segments_in": self.tcp.segment_counts.get(c.key, 0),
                 "segments_out": c.tcp.stats.segments_out,
+                "rcv_nxt": c.tcp.rcv_nxt,
+                "snd_una": c.tcp.snd_una,
             }
             for c in list(self.tcp.conns.values())
         ]

@@ -227,6 +227,7 @@ class TcpLayer:
             verdict = classify_listen(seg)
             limits = self.limits
             if verdict is ListenVerdict.ACCEPT:
+                self.stats["syn_received"] += 1
                 if self.live_count() >= limits.max_connections:
                     self.limit_drops["max_connections"] += 1  # refused: the RST below
                 elif len(listener.pending) >= limits.accept_backlog:
