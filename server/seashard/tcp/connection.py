@@ -83,7 +83,7 @@ from .rtt import RttEstimator
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
-__all__ = ["Connection", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpStats"]
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -110,6 +110,18 @@ class State(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
     CLOSED = "CLOSED"
+
+
+class GaveUp(enum.Enum):
+    """Why the machine gave up on its peer (``Connection.gave_up``), for counters."""
+
+    SYN_RETRIES = "syn_retries"  # our SYN was never answered
+    SYNACK_RETRIES = "synack_retries"  # a half-open connection's SYN-ACK was never ACKed
+    RETRIES = "retries"  # data or FIN never acknowledged
+    PROBES = "probes"  # zero-window probes never answered
+    KEEPALIVE = "keepalive"
+    FIN_WAIT_2_TIMEOUT = "fin_wait_2_timeout"
+    ORPHAN_RETRIES = "orphan_retries"  # an orphan facing a zero window
 
 
 _S = State
@@ -216,10 +228,7 @@ class Connection:
         self.state = State.CLOSED
         self.passive = passive
         self.error: str | None = None
-        # Why the machine gave up on the peer, for counters: "syn_retries",
-        # "synack_retries", "retries", "probes", "keepalive", "fin_wait_2_timeout",
-        # "orphan_retries"; None when it closed for any other reason.
-        self.gave_up: str | None = None
+        self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
         iss &= SEQ_MASK
@@ -578,7 +587,7 @@ class Connection:
                 self._set_closed(None)
             return
         if self._fw2_deadline is not None and now >= self._fw2_deadline:
-            self.gave_up = "fin_wait_2_timeout"
+            self.gave_up = GaveUp.FIN_WAIT_2_TIMEOUT
             self._set_closed(None)
             return
         if self._rtx_deadline is not None and now >= self._rtx_deadline:
@@ -1237,7 +1246,7 @@ class Connection:
             self._retries += 1
             synack = st is State.SYN_RECEIVED and self.passive
             if self._retries > (cfg.synack_retries if synack else cfg.syn_retries):
-                self.gave_up = "synack_retries" if synack else "syn_retries"
+                self.gave_up = GaveUp.SYNACK_RETRIES if synack else GaveUp.SYN_RETRIES
                 self._set_closed("timed out")
                 return
             self._rtt.backoff()
@@ -1259,7 +1268,7 @@ class Connection:
                 if orphan is not None:
                     self._give_up_orphan(now)
                 else:
-                    self.gave_up = "retries"
+                    self.gave_up = GaveUp.RETRIES
                     self._set_closed("timed out")
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
@@ -1272,7 +1281,7 @@ class Connection:
 
     def _give_up_orphan(self, now: float) -> None:
         self._emit(self.snd_max, _RST | _ACK)
-        self.gave_up = "orphan_retries"
+        self.gave_up = GaveUp.ORPHAN_RETRIES
         self._set_closed("timed out")
 
     def _persist_interval(self) -> float:
@@ -1289,7 +1298,7 @@ class Connection:
             self._persist_backoff = 0
             return  # _output sends normally
         if self._probes_unanswered > self.config.max_retries:
-            self.gave_up = "probes"
+            self.gave_up = GaveUp.PROBES
             self._set_closed("timed out")
             return
         if self.orphan_retries is not None and self._persist_backoff >= self.orphan_retries:
@@ -1323,7 +1332,7 @@ class Connection:
             return
         if self._ka_probes >= self.keepalive_count:
             self._emit(self.snd_max, _RST | _ACK)
-            self.gave_up = "keepalive"
+            self.gave_up = GaveUp.KEEPALIVE
             self._set_closed("timed out")
             return
         # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.

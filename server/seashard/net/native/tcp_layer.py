@@ -396,7 +396,7 @@ class TcpLayer:
             self.stats["retransmits_closed"] += conn.tcp.stats.retransmits
             self.segment_counts.pop(conn.key, None)
             if conn.tcp.gave_up is not None:
-                self.gave_up[conn.tcp.gave_up] += 1
+                self.gave_up[conn.tcp.gave_up.value] += 1
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
