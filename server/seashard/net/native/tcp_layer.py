@@ -289,7 +289,11 @@ class TcpLayer:
     def _send_cookie(
         self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
     ) -> None:
-        """The SYN queue is full: answer with a SYN cookie and keep nothing."""
+        """The SYN queue is full: answer with a SYN cookie and keep nothing.  Without
+        TCP timestamps (none yet in this stack) the cookie cannot carry the peer's
+        window scale or SACK-permitted, so the SYN-ACK offers neither and the
+        connection runs without them, as Linux's cookie connections without
+        timestamps do (syncookies.py says how timestamps will carry them)."""
         local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
         cookie = self.cookies.make(local, remote, seg.seq, seg.mss, now)
         synack = cookie_synack(seg, cookie, self.config.mss, self.config.recv_buffer)
