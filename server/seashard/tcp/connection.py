@@ -436,6 +436,11 @@ class Connection:
         return self._rtt.rto
 
     @property
+    def reassembly(self) -> Reassembler:
+        """The out-of-order data held (to look at: ``held``, ``truesize``, ``ranges()``)."""
+        return self._reasm
+
+    @property
     def rcv_wnd(self) -> int:
         """Receive window currently offered to the peer (bytes beyond rcv_nxt)."""
         return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))

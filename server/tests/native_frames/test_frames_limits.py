@@ -199,7 +199,7 @@ def test_out_of_order_flood_of_tiny_segments_stays_within_the_connection_limit()
         for off in range(2, window, 2):  # every other byte, one byte each: a gap before each
             bench.inject(peer.frame("A", b"x", seq=(base + off) & MASK))
         bench.take_tcp()
-        reasm = conn.tcp._reasm
+        reasm = conn.tcp.reassembly
         assert reasm.truesize <= 2 * cfg.recv_buffer  # the per-connection bound (true size)
         assert reasm.held * (1 + BLOCK_OVERHEAD) == reasm.truesize
         assert conn.tcp.stats.ooo_refused > 0
@@ -235,7 +235,7 @@ def test_out_of_order_data_of_many_connections_stays_within_the_shard_budget() -
         assert bench.layer.reassembly.refused == 40 - used // (1000 + BLOCK_OVERHEAD)
         assert bench.layer.reassembly.peak <= budget
         # Filling each gap delivers what was held and gives the budget back.
-        held = [conn.tcp._reasm.held for _, conn in conns]
+        held = [conn.tcp.reassembly.held for _, conn in conns]
         assert held[0] == 10_000 and sum(held) == 1000 * (used // (1000 + BLOCK_OVERHEAD))
         for (peer, conn), h in zip(conns, held, strict=True):
             peer.send("A", b"g")
