@@ -76,7 +76,7 @@ class NativeStack:
             except (DeviceError, ValueError) as exc:
                 raise smp.StartupError(str(exc)) from None
         transmit = self.device.send if self.device is not None else self._proxy_transmit
-        limits = getattr(cfg, "limits", None) or NativeLimits()
+        limits: NativeLimits = cfg.limits
         self.interface = Interface(
             iface_cfg,
             transmit,

@@ -120,6 +120,7 @@ class TcpLayer:
         self.shard_id = shard_id
         self.shards = shards
         self.limits = limits = limits or NativeLimits()
+        # An explicit config (the frame-level tests') keeps its own SYN-ACK retries.
         self.config = config or TcpConfig(
             mss=interface.config.mtu - 40, synack_retries=limits.synack_retries
         )
