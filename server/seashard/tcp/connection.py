@@ -63,7 +63,10 @@ Choices worth knowing:
   window) is still processed, after the RFC 5961 ACK check; the segment's data
   is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.
 * A peer answering retransmissions with a zero window does not use up the
-  retry limit (as Linux), as long as it keeps answering.
+  retry limit (as Linux), as long as it keeps answering; unless the connection
+  is an orphan (``orphan()``).
+* ``from_cookie`` connections have no window scaling or SACK (the cookie has no
+  room for them without timestamps), and the MSS rounded down to the cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
 * ``error`` values: "connection reset", "connection refused", "timed out",
