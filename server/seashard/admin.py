@@ -20,6 +20,7 @@ from seashard import httpd, net, smp
 DEFAULT_ADDRESS = "127.0.0.1"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 GAUGES = {"connections_time_wait", "arp_cache_entries"}  # besides every *_live
+LABELS = {"tcp_syn_queue_live": "port", "tcp_accept_queue_live": "port"}  # else "reason"
 
 
 def shard_metrics() -> dict[str, Any]:
@@ -67,7 +68,8 @@ def prometheus_text(shards: list[dict[str, Any]]) -> str:
             shard = s["shard"]
             if isinstance(value, dict):
                 for label, v in sorted(value.items()):
-                    lines.append(f'{name}{{shard="{shard}",reason="{_label(label)}"}} {v}')
+                    lab = LABELS.get(key, "reason")
+                    lines.append(f'{name}{{shard="{shard}",{lab}="{_label(label)}"}} {v}')
             elif value is not None:
                 lines.append(f'{name}{{shard="{shard}"}} {value}')
     return "\n".join(lines) + "\n"

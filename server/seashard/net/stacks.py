@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from seashard.net.api import ListenOptions, NetworkStack, SocketAddress
+from seashard.net.native import limits as native_limits
 
 
 class OptionError(ValueError):
@@ -85,6 +86,16 @@ class StackType:
         raise NotImplementedError
 
 
+class _Tracked:
+    """An argument group whose options a StackType records, so another stack refuses them."""
+
+    def __init__(self, owner: StackType, group: Any) -> None:
+        self._owner, self._group = owner, group
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> None:
+        self._owner._add(self._group, *flags, **kwargs)
+
+
 # ------------------------------------------------------------------------ posix
 
 
@@ -128,9 +139,8 @@ class NativeOptions:
     hw_addr: str | None = None
     device_queues: int | None = None  # default: one per shard
     state_dir: str | None = None  # where TIME_WAIT outlives a run
-    # The native stack's limits (helper N's seashard.net.native.limits, with its own
-    # add_arguments/from_args) join here at merge time: a `limits` field, filled in
-    # NativeStackType.from_args and added in NativeStackType.add_arguments.
+    # what a peer can make a shard hold (SYN queue, TIME_WAIT table, reassembly, ...)
+    limits: native_limits.NativeLimits = field(default_factory=native_limits.NativeLimits)
 
 
 class NativeStackType(StackType):
@@ -164,13 +174,19 @@ class NativeStackType(StackType):
             default=None,
             help="where TIME_WAIT is kept across runs (/run/seashard)",
         )
-        # merge point for native limits: limits.add_arguments(parser) (helper N)
+        native_limits.add_arguments(
+            _Tracked(self, parser.add_argument_group("native stack limits (per shard)"))
+        )
 
     def from_args(self, args: argparse.Namespace) -> NativeOptions:
         if bool(args.tap_device) == bool(args.packet_device):
             raise OptionError(
                 "the native stack needs exactly one of --tap-device or --packet-device"
             )
+        try:
+            limits = native_limits.from_args(args)
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
         return NativeOptions(
             tap_device=args.tap_device,
             packet_device=args.packet_device,
@@ -180,7 +196,7 @@ class NativeStackType(StackType):
             hw_addr=args.hw_addr,
             device_queues=args.device_queues,
             state_dir=args.state_dir,
-            # merge point for native limits: limits=limits.from_args(args) (helper N)
+            limits=limits,
         )
 
     def create(self, shard: Any, options: Any, prepared: Prepared | None = None) -> NetworkStack:

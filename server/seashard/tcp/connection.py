@@ -38,6 +38,16 @@ What is implemented (RFC numbers are the references the code follows):
 * Zero-window probing (one byte of new data, exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
+* Passive open from a SYN cookie (``from_cookie``, see ``syncookies.py``).
+* Orphans (``orphan()``: the application closed and reads no more, Linux's
+  SOCK_DEAD): a FIN-WAIT-2 timeout, and at most ``orphan_retries``
+  retransmissions or zero-window probes even while the peer keeps answering
+  with a zero window (Linux ``tcp_orphan_retries``); then a RST, as Linux
+  sends when it kills an orphan to reclaim memory.
+* Out-of-order data is held within the receive window, at most twice the
+  receive buffer in true size (Linux's rcvbuf is twice the window it offers),
+  and within the shard's ``ReassemblyBudget``; a segment beyond either is
+  dropped (and ACKed, so the peer learns what is missing).
 
 Choices worth knowing:
 
@@ -53,7 +63,10 @@ Choices worth knowing:
   window) is still processed, after the RFC 5961 ACK check; the segment's data
   is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.
 * A peer answering retransmissions with a zero window does not use up the
-  retry limit (as Linux), as long as it keeps answering.
+  retry limit (as Linux), as long as it keeps answering; unless the connection
+  is an orphan (``orphan()``).
+* ``from_cookie`` connections have no window scaling or SACK (the cookie has no
+  room for them without timestamps), and the MSS rounded down to the cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
 * ``error`` values: "connection reset", "connection refused", "timed out",
@@ -68,12 +81,12 @@ from dataclasses import dataclass
 from .buffers import RecvBuffer, SendBuffer
 from .congestion import NewReno
 from .listener import rst_for
-from .reassembly import Reassembler
+from .reassembly import Reassembler, ReassemblyBudget
 from .rtt import RttEstimator
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
-__all__ = ["Connection", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpStats"]
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -100,6 +113,18 @@ class State(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
     CLOSED = "CLOSED"
+
+
+class GaveUp(enum.Enum):
+    """Why the machine gave up on its peer (``Connection.gave_up``), for counters."""
+
+    SYN_RETRIES = "syn_retries"  # our SYN was never answered
+    SYNACK_RETRIES = "synack_retries"  # a half-open connection's SYN-ACK was never ACKed
+    RETRIES = "retries"  # data or FIN never acknowledged
+    PROBES = "probes"  # zero-window probes never answered
+    KEEPALIVE = "keepalive"
+    FIN_WAIT_2_TIMEOUT = "fin_wait_2_timeout"
+    ORPHAN_RETRIES = "orphan_retries"  # an orphan facing a zero window
 
 
 _S = State
@@ -138,7 +163,8 @@ class TcpConfig:
     rto_min: float = 1.0
     rto_max: float = 60.0
     max_retries: int = 8  # retransmissions of one segment before "timed out"
-    syn_retries: int = 5  # SYN / SYN-ACK retransmissions before giving up
+    syn_retries: int = 5  # SYN retransmissions before giving up
+    synack_retries: int = 5  # SYN-ACK retransmissions, then the half-open is freed (Linux: 5)
     msl: float = 30.0  # TIME-WAIT lasts 2 * msl
     delayed_ack: float = 0.04  # 0 disables delayed ACKs
     keepalive_idle: float | None = None  # None: no keepalive
@@ -177,6 +203,7 @@ class TcpStats:
     dup_acks: int = 0  # duplicate ACKs received (RFC 5681 definition)
     dup_segments: int = 0  # old (already received) data or FIN received
     ooo_segments: int = 0  # segments queued out of order
+    ooo_refused: int = 0  # out-of-order segments dropped: reassembly limit or budget
     challenge_acks: int = 0
     challenge_acks_suppressed: int = 0
     probes: int = 0  # zero-window probes
@@ -191,12 +218,20 @@ class Connection:
 
     # ------------------------------------------------------------------ creation
 
-    def __init__(self, iss: int, now: float, config: TcpConfig | None, passive: bool) -> None:
+    def __init__(
+        self,
+        iss: int,
+        now: float,
+        config: TcpConfig | None,
+        passive: bool,
+        budget: ReassemblyBudget | None = None,
+    ) -> None:
         cfg = config if config is not None else TcpConfig()
         self.config = cfg
         self.state = State.CLOSED
         self.passive = passive
         self.error: str | None = None
+        self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
         iss &= SEQ_MASK
@@ -225,7 +260,7 @@ class Connection:
         self._sbuf_seq = seq_add(iss, 1)  # sequence number of _sbuf's first byte
         self._fin_queued = False
         self._rbuf = RecvBuffer()
-        self._reasm = Reassembler()
+        self._reasm = Reassembler(limit=2 * cfg.recv_buffer, budget=budget)
         self.fin_received = False
         self.was_established = False
         # Timers and their companions.
@@ -252,6 +287,8 @@ class Connection:
         self.keepalive_interval = cfg.keepalive_interval
         self.keepalive_count = cfg.keepalive_count
         self._fw2_deadline: float | None = None
+        self.fin_wait_2_timeout = cfg.fin_wait_2_timeout
+        self.orphan_retries: int | None = None  # set by orphan()
         self.time_wait_until: float | None = None
         self._last_rx = now
         self._last_send = now
@@ -262,26 +299,66 @@ class Connection:
         self._out: list[Segment] = []
 
     @classmethod
-    def connect(cls, iss: int, now: float, config: TcpConfig | None = None) -> Connection:
+    def connect(
+        cls,
+        iss: int,
+        now: float,
+        config: TcpConfig | None = None,
+        budget: ReassemblyBudget | None = None,
+    ) -> Connection:
         """Active open: the connection starts in SYN-SENT with its SYN queued."""
-        c = cls(iss, now, config, passive=False)
+        c = cls(iss, now, config, passive=False, budget=budget)
         c.state = State.SYN_SENT
         c._send_syn(now, retransmit=False)
         return c
 
     @classmethod
     def accept(
-        cls, syn: Segment, iss: int, now: float, config: TcpConfig | None = None
+        cls,
+        syn: Segment,
+        iss: int,
+        now: float,
+        config: TcpConfig | None = None,
+        budget: ReassemblyBudget | None = None,
     ) -> Connection:
         """Passive open from a SYN that reached a listener: SYN-RECEIVED, SYN-ACK queued.
         Data or FIN carried by the SYN are not accepted (the peer will resend them)."""
         if (syn.flags & (_SYN | _ACK | _RST)) != _SYN:
             raise ValueError(f"not a connection request: {syn}")
-        c = cls(iss, now, config, passive=True)
+        c = cls(iss, now, config, passive=True, budget=budget)
         c.stats.segments_in += 1
         c._take_syn(syn)
         c.state = State.SYN_RECEIVED
         c._send_syn(now, retransmit=False)
+        return c
+
+    @classmethod
+    def from_cookie(
+        cls,
+        ack: Segment,
+        iss: int,
+        mss: int,
+        now: float,
+        config: TcpConfig | None = None,
+        budget: ReassemblyBudget | None = None,
+    ) -> Connection:
+        """Passive open completed by a SYN cookie: ``ack`` echoes the cookie ``iss``
+        (the caller checked it, ``syncookies.SynCookies.check``) and ``mss`` is the
+        MSS the cookie encoded.  Nothing of the SYN was kept, so the connection is
+        rebuilt from the ACK: the peer's ISN is ``ack.seq - 1``, the window we
+        offered is the cookie SYN-ACK's (unscaled), and there is no window scaling
+        or SACK.  The ACK is then processed as in SYN-RECEIVED (it may carry data
+        or a FIN), which establishes the connection."""
+        if not ack.flags & _ACK or ack.flags & (_SYN | _RST) or ack.ack != seq_add(iss, 1):
+            raise ValueError(f"not a cookie ACK for ISS {iss}: {ack}")
+        c = cls(iss, now, config, passive=True, budget=budget)
+        syn = Segment(seq_add(ack.seq, -1), 0, _FLAGS[_SYN], ack.window, mss=mss)
+        c._take_syn(syn)
+        c.state = State.SYN_RECEIVED
+        end = seq_add(iss, 1)
+        c.snd_nxt = c.snd_max = end  # our (cookie) SYN-ACK
+        c._rcv_adv = seq_add(c.rcv_nxt, min(c.config.recv_buffer, 0xFFFF))
+        c.on_segment(ack, now)
         return c
 
     # ------------------------------------------------------------ app-facing state
@@ -362,6 +439,11 @@ class Connection:
         return self._rtt.rto
 
     @property
+    def reassembly(self) -> Reassembler:
+        """The out-of-order data held (to look at: ``held``, ``truesize``, ``ranges()``)."""
+        return self._reasm
+
+    @property
     def rcv_wnd(self) -> int:
         """Receive window currently offered to the peer (bytes beyond rcv_nxt)."""
         return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
@@ -435,6 +517,26 @@ class Connection:
             self._emit(self.snd_max, _RST | _ACK)
         self._set_closed("connection aborted")
 
+    def orphan(self, now: float, fin_wait_2_timeout: float | None, retries: int) -> None:
+        """The application closed and will never read or write again (Linux: the
+        socket is orphaned).  From now on FIN-WAIT-2 lasts at most
+        ``fin_wait_2_timeout`` seconds (or the configured one, if shorter), and at
+        most ``retries`` retransmissions or zero-window probes are sent even while
+        the peer keeps answering with a zero window; then the connection is reset."""
+        self.orphan_retries = retries
+        current = self.fin_wait_2_timeout
+        if fin_wait_2_timeout is not None and (current is None or fin_wait_2_timeout < current):
+            self.fin_wait_2_timeout = fin_wait_2_timeout  # the shorter of the two holds
+        if self.state is State.FIN_WAIT_2 and self.fin_wait_2_timeout is not None:
+            deadline = now + self.fin_wait_2_timeout
+            if self._fw2_deadline is None or deadline < self._fw2_deadline:
+                self._fw2_deadline = deadline
+
+    def end_time_wait(self) -> None:
+        """Leave TIME-WAIT at once (Linux, when its table of TIME-WAIT sockets is full)."""
+        if self.state is State.TIME_WAIT:
+            self._set_closed(None)
+
     def set_nagle(self, enabled: bool) -> None:
         """Nagle's algorithm on (True) or off (False, like TCP_NODELAY)."""
         self.nagle = enabled
@@ -493,6 +595,7 @@ class Connection:
                 self._set_closed(None)
             return
         if self._fw2_deadline is not None and now >= self._fw2_deadline:
+            self.gave_up = GaveUp.FIN_WAIT_2_TIMEOUT
             self._set_closed(None)
             return
         if self._rtx_deadline is not None and now >= self._rtx_deadline:
@@ -769,8 +872,8 @@ class Connection:
             st = self.state
             if st is State.FIN_WAIT_1:
                 self.state = State.FIN_WAIT_2
-                if self.config.fin_wait_2_timeout is not None:
-                    self._fw2_deadline = now + self.config.fin_wait_2_timeout
+                if self.fin_wait_2_timeout is not None:
+                    self._fw2_deadline = now + self.fin_wait_2_timeout
             elif st is State.CLOSING:
                 self._enter_time_wait(now)
             elif st is State.LAST_ACK:
@@ -809,8 +912,9 @@ class Connection:
         if off:
             # Out of order: hold it, and send a duplicate ACK at once (RFC 5681 4.2).
             self.stats.ooo_segments += 1
-            if plen:
-                reasm.insert(self._rcv_off + off, payload)
+            if plen and reasm.insert(self._rcv_off + off, payload) < 0:
+                self.stats.ooo_refused += 1
+                fin = False
             if fin:
                 reasm.fin_offset = self._rcv_off + off + plen
             self._ack_now = True
@@ -1148,7 +1252,9 @@ class Connection:
         if st is State.SYN_SENT or st is State.SYN_RECEIVED:
             self.stats.timeouts += 1
             self._retries += 1
-            if self._retries > cfg.syn_retries:
+            synack = st is State.SYN_RECEIVED and self.passive
+            if self._retries > (cfg.synack_retries if synack else cfg.syn_retries):
+                self.gave_up = GaveUp.SYNACK_RETRIES if synack else GaveUp.SYN_RETRIES
                 self._set_closed("timed out")
                 return
             self._rtt.backoff()
@@ -1157,14 +1263,21 @@ class Connection:
         if self.snd_una == self.snd_max:
             return
         self.stats.timeouts += 1
-        if self.snd_wnd == 0 and now - self._last_rx < 2 * cfg.rto_max:
+        orphan = self.orphan_retries
+        if self.snd_wnd == 0 and now - self._last_rx < 2 * cfg.rto_max and orphan is None:
             # The peer keeps answering with a zero window: retransmissions act as
-            # window probes and do not count towards the retry limit (as Linux).
+            # window probes and do not count towards the retry limit (as Linux,
+            # but not for an orphan).
             pass
         else:
             self._retries += 1
-            if self._retries > cfg.max_retries:
-                self._set_closed("timed out")
+            limit = cfg.max_retries if orphan is None else min(cfg.max_retries, orphan)
+            if self._retries > limit:
+                if orphan is not None:
+                    self._give_up_orphan(now)
+                else:
+                    self.gave_up = GaveUp.RETRIES
+                    self._set_closed("timed out")
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
         self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1)
@@ -1173,6 +1286,11 @@ class Connection:
         # Go-back-N: the first segment now, the rest as ACKs open the window.
         self.snd_nxt = self.snd_una
         self.snd_nxt = self._retransmit_first(now)
+
+    def _give_up_orphan(self, now: float) -> None:
+        self._emit(self.snd_max, _RST | _ACK)
+        self.gave_up = GaveUp.ORPHAN_RETRIES
+        self._set_closed("timed out")
 
     def _persist_interval(self) -> float:
         return min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
@@ -1188,7 +1306,13 @@ class Connection:
             self._persist_backoff = 0
             return  # _output sends normally
         if self._probes_unanswered > self.config.max_retries:
+            self.gave_up = GaveUp.PROBES
             self._set_closed("timed out")
+            return
+        if self.orphan_retries is not None and self._persist_backoff >= self.orphan_retries:
+            # An orphan whose peer keeps its window shut (answered or not): Linux's
+            # tcp_probe_timer gives up on it after tcp_orphan_retries backed-off probes.
+            self._give_up_orphan(now)
             return
         # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
         seq = self.snd_nxt
@@ -1216,6 +1340,7 @@ class Connection:
             return
         if self._ka_probes >= self.keepalive_count:
             self._emit(self.snd_max, _RST | _ACK)
+            self.gave_up = GaveUp.KEEPALIVE
             self._set_closed("timed out")
             return
         # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.

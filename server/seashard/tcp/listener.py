@@ -15,6 +15,8 @@ from .seq import SEQ_MASK
 
 __all__ = ["ListenVerdict", "classify_listen", "is_initial_syn", "rst_for"]
 
+_FIN, _SYN, _RST, _ACK = int(Flags.FIN), int(Flags.SYN), int(Flags.RST), int(Flags.ACK)
+
 
 class ListenVerdict(enum.Enum):
     ACCEPT = "accept"  # a SYN: create Connection.accept(...)
@@ -30,14 +32,14 @@ def is_initial_syn(seg: Segment) -> bool:
 def classify_listen(seg: Segment) -> ListenVerdict:
     """RFC 9293 3.10.7.2, a segment arriving for a socket in LISTEN state:
     RST is ignored, any ACK is reset, a SYN opens a connection, the rest is dropped."""
-    flags = seg.flags
-    if flags & Flags.RST:
+    flags = int(seg.flags)  # plain ints: a flood meets this for every segment
+    if flags & _RST:
         return ListenVerdict.DROP
-    if flags & Flags.ACK:
+    if flags & _ACK:
         return ListenVerdict.RESET
-    if flags & Flags.SYN:
+    if flags & _SYN:
         # A SYN+FIN is nonsense (and a classic scanner probe): drop it.
-        return ListenVerdict.DROP if flags & Flags.FIN else ListenVerdict.ACCEPT
+        return ListenVerdict.DROP if flags & _FIN else ListenVerdict.ACCEPT
     return ListenVerdict.DROP
 
 

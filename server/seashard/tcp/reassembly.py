@@ -6,23 +6,54 @@ bytes since the first data byte), so nothing here wraps; the connection converts
 sequence numbers to offsets.  Stored blocks never overlap: a new segment only
 fills the holes between what is already held (overlaps and duplicates are
 trimmed away), and blocks are not merged (no copying on insert).
+
+What a peer can make a connection hold here is bounded twice: the connection
+only passes data inside its receive window, and every block is charged its
+*true size* (payload plus ``BLOCK_OVERHEAD``, like Linux's skb truesize, so a
+flood of one-byte segments costs what it really costs) against the
+connection's ``limit`` and the shard's shared ``ReassemblyBudget``.  A segment
+that does not fit is refused whole (``insert`` returns -1); Linux prunes its
+out-of-order queue from the highest sequence number under memory pressure,
+and refusing the newcomer (usually the highest) comes to nearly the same.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 
-__all__ = ["Reassembler"]
+__all__ = ["BLOCK_OVERHEAD", "Reassembler", "ReassemblyBudget"]
+
+# What one held block costs beyond its payload: a bytes object's header and two
+# list slots, rounded up.
+BLOCK_OVERHEAD = 64
+
+
+class ReassemblyBudget:
+    """The out-of-order bytes (true size) every connection of one shard may hold together."""
+
+    __slots__ = ("limit", "used", "peak", "refused", "refused_conn")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError("reassembly budget must not be negative")
+        self.limit = limit
+        self.used = 0
+        self.peak = 0  # the most ever held at once
+        self.refused = 0  # segments refused because the budget was spent
+        self.refused_conn = 0  # segments refused by their connection's own limit
 
 
 class Reassembler:
-    __slots__ = ("_starts", "_blocks", "held", "fin_offset")
+    __slots__ = ("_starts", "_blocks", "held", "truesize", "fin_offset", "limit", "budget")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None, budget: ReassemblyBudget | None = None) -> None:
         self._starts: list[int] = []
         self._blocks: list[bytes] = []
         self.held = 0  # bytes held
+        self.truesize = 0  # what they cost: bytes + BLOCK_OVERHEAD per block
         self.fin_offset: int | None = None  # stream offset of an out-of-order FIN
+        self.limit = limit  # the most this connection may hold (true size); None: no limit
+        self.budget = budget  # the shard's, shared; None: no budget
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -42,7 +73,9 @@ class Reassembler:
         return out
 
     def insert(self, offset: int, data: bytes) -> int:
-        """Store ``data`` at stream ``offset``; returns how many new bytes were kept."""
+        """Store ``data`` at stream ``offset``; returns how many new bytes were kept,
+        or -1 when keeping them would exceed the connection's limit or the budget
+        (nothing is stored then)."""
         end = offset + len(data)
         if end <= offset:
             return 0
@@ -57,24 +90,43 @@ class Reassembler:
             if e > offset:
                 offset = e
         i += 1
-        kept = 0
+        # First find the holes the segment fills (index to insert at, start, end)...
+        pieces: list[tuple[int, int, int]] = []
         while offset < end:
             if i < len(starts) and starts[i] < end:
                 s = starts[i]
                 if s > offset:
-                    starts.insert(i, offset)
-                    blocks.insert(i, data[offset - base : s - base])
-                    kept += s - offset
-                    i += 1
+                    pieces.append((i, offset, s))
                 offset = s + len(blocks[i])
                 i += 1
             else:
-                starts.insert(i, offset)
-                blocks.insert(i, data[offset - base :] if offset > base else data)
-                kept += end - offset
+                pieces.append((i, offset, end))
                 break
+        kept = sum(e - s for _, s, e in pieces)
+        cost = kept + BLOCK_OVERHEAD * len(pieces)
+        budget = self.budget
+        if self.limit is not None and self.truesize + cost > self.limit:
+            if budget is not None:
+                budget.refused_conn += 1
+            return -1
+        if budget is not None and budget.used + cost > budget.limit:
+            budget.refused += 1
+            return -1
+        # ...then store them (back to front, so the indexes stay right).
+        for at, s, e in reversed(pieces):
+            starts.insert(at, s)
+            blocks.insert(at, data if (s == base and e == end) else data[s - base : e - base])
         self.held += kept
+        self._charge(cost)
         return kept
+
+    def _charge(self, cost: int) -> None:
+        self.truesize += cost
+        budget = self.budget
+        if budget is not None:
+            budget.used += cost
+            if budget.used > budget.peak:
+                budget.peak = budget.used
 
     def pop_ready(self, expected: int) -> list[bytes]:
         """Remove and return the blocks that continue the stream at ``expected``
@@ -89,6 +141,7 @@ class Reassembler:
             s = starts[n]
             b = blocks[n]
             self.held -= len(b)
+            self._charge(-(len(b) + BLOCK_OVERHEAD))
             e = s + len(b)
             if e > expected:
                 out.append(b[expected - s :] if s < expected else b)
@@ -102,4 +155,5 @@ class Reassembler:
         self._starts.clear()
         self._blocks.clear()
         self.held = 0
+        self._charge(-self.truesize)
         self.fin_offset = None

@@ -48,12 +48,40 @@ def test_resolve_starts_one_resolution() -> None:
     assert arp.resolve(PEER_IP, 0.3) == PEER_MAC and arp.pending() == []
 
 
-def test_unsolicited_reply_for_us_is_learned_and_shared() -> None:
+def test_unsolicited_reply_creates_no_entry_but_refreshes_a_known_one() -> None:
     shared: list[tuple[str, str]] = []
-    arp, _ = make()
+    arp, _ = make(entry_ttl=10.0)
     arp.on_learn = lambda ip, mac: shared.append((ip, mac))
-    arp.handle(ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP), 0.0)
-    assert shared == [(PEER_IP, PEER_MAC)]
+    # Nobody asked: no entry (Linux, arp_accept=0), counted.
+    assert arp.handle(ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP), 0.0) is None
+    assert arp.entries(0.0) == {} and shared == []
+    assert arp.counters["arp_unsolicited_replies"] == 1
+    # A request for us creates one; a later reply refreshes it (and is shared).
+    arp.handle(ArpPacket(ArpOp.REQUEST, PEER_MAC, PEER_IP, target_ip=OUR_IP), 1.0)
+    arp.handle(ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP), 8.0)
+    assert arp.lookup(PEER_IP, 17.0) == PEER_MAC  # 8 + 10 > 17
+    assert shared == [(PEER_IP, PEER_MAC)] * 2
+    assert arp.counters["arp_unsolicited_replies"] == 1
+
+
+def test_spoofed_requests_keep_the_table_bounded_oldest_out() -> None:
+    arp, _ = make(max_entries=100)
+    for i in range(1000):
+        sender = f"10.9.{i // 250}.{i % 250 + 1}"
+        arp.handle(ArpPacket(ArpOp.REQUEST, PEER_MAC, sender, target_ip=OUR_IP), i * 0.001)
+    table = arp.entries(1.0)
+    assert len(table) == 100
+    assert sorted(table) == sorted(f"10.9.3.{i % 250 + 1}" for i in range(900, 1000))
+    assert arp.counters["arp_cache_evictions"] == 900
+
+
+def test_resolutions_in_progress_are_bounded() -> None:
+    arp, sent = make(max_entries=10)
+    for i in range(50):
+        arp.send_ipv4(f"10.0.1.{i + 1}", b"x" * 20, now=0.0)
+    assert len(arp.pending()) == 10 and len(sent) == 10  # one request each, no more
+    assert arp.tx_drops["arp_pending_full"] == 40
+    assert arp.resolve("10.0.2.1", 0.0) is None and len(arp.pending()) == 10
 
 
 def test_wakeup_hook_gets_each_retry_deadline() -> None:

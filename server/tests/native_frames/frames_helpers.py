@@ -25,6 +25,7 @@ from scapy.packet import Packet
 from seashard.net.api import ListenOptions, SocketAddress
 from seashard.net.native.devices import MemoryDevice
 from seashard.net.native.ipv4 import Interface, InterfaceConfig
+from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
 from seashard.tcp.connection import TcpConfig
@@ -221,14 +222,22 @@ def data_of(seg: TCP) -> bytes:
 class Bench:
     """An Interface on a MemoryDevice, a TcpLayer on a VirtualLoop, the peer's MAC known."""
 
-    def __init__(self, config: TcpConfig | None = None, *, iss: int | None = None) -> None:
+    def __init__(
+        self,
+        config: TcpConfig | None = None,
+        *,
+        iss: int | None = None,
+        limits: NativeLimits | None = None,
+        arp_options: dict[str, float] | None = None,
+    ) -> None:
         self.loop = VirtualLoop()
         self.dev = MemoryDevice()
         self.sent_at: list[float] = []  # the virtual time of each frame in dev.sent
         self.iface = Interface(
             InterfaceConfig(OUR_IP, "255.255.255.0", gateway=GW_IP, mac=OUR_MAC),
             self._transmit,
-            arp_options={"entry_ttl": 1e9},  # the virtual clock runs for minutes
+            # The virtual clock runs for minutes: entries must not expire meanwhile.
+            arp_options={"entry_ttl": 1e9, **(arp_options or {})},
         )
         self.logs: list[str] = []
         self.layer = TcpLayer(
@@ -237,6 +246,7 @@ class Bench:
             0,
             1,
             config=config,
+            limits=limits,
             log=self.logs.append,
         )
         self.iface.tcp_handler = self.layer.on_packet

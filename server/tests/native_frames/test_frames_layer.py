@@ -3,7 +3,6 @@ TIME_WAIT reuse, app-closed connections, software-RSS forwarding."""
 
 from __future__ import annotations
 
-import pytest
 from frames_helpers import (
     OUR_IP,
     PEER_IP,
@@ -20,6 +19,7 @@ from frames_helpers import (
 
 from seashard.net.api import SocketAddress
 from seashard.net.native import tcp_layer
+from seashard.net.native.limits import NativeLimits
 from seashard.tcp.connection import State, TcpConfig
 
 KEY = (PEER_IP, PEER_PORT, PORT)
@@ -144,15 +144,17 @@ def test_handshake_completing_after_the_listener_closed_is_reset(bench: Bench) -
     assert KEY not in bench.layer.conns and not server.pending
 
 
-def test_backlog_full_drops_syns_silently(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tcp_layer, "BACKLOG", 2)
-    server = bench.listen()
-    bench.peer(sport=41001).handshake()
-    bench.peer(sport=41002).syn()  # half-open counts too
-    assert bench.peer(sport=41003).syn() == []
-    assert bench.layer.stats["syn_backlog_full"] == 1
-    bench.accept(server)
-    assert [flags(s) for s in bench.peer(sport=41003).syn()] == ["SA"]
+def test_accept_queue_full_drops_syns_silently() -> None:
+    bench = Bench(limits=NativeLimits(accept_backlog=1))
+    try:
+        server = bench.listen()
+        bench.peer(sport=41001).handshake()  # waits in the accept queue
+        assert bench.peer(sport=41003).syn() == []
+        assert bench.layer.limit_drops["accept_queue_full"] == 1
+        bench.accept(server)
+        assert [flags(s) for s in bench.peer(sport=41003).syn()] == ["SA"]
+    finally:
+        bench.close()
 
 
 def test_syn_carrying_data_is_acked_without_the_data(bench: Bench) -> None:

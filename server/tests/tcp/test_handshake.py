@@ -199,7 +199,7 @@ def test_syn_retries_default_is_5():
 
 
 def test_synack_retransmitted_then_gives_up():
-    conn = Connection.accept(Peer().syn(), ISS, 0.0, config(syn_retries=2))
+    conn = Connection.accept(Peer().syn(), ISS, 0.0, config(synack_retries=2))
     only(conn.segments_out())
     conn.on_timer(1.0)
     assert only(conn.segments_out()).flags == S | A

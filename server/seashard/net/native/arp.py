@@ -46,6 +46,14 @@ class ArpCache:
     after the last, the packets queued for it are dropped and counted in
     ``tx_drops["arp_failed"]``. Entries live ``entry_ttl`` seconds from their
     last confirmation.
+
+    Bounded against spoofed traffic: at most ``max_entries`` entries (the oldest
+    makes room, counted in ``arp_cache_evictions``; Linux's gc_thresh3 is 1024)
+    and as many resolutions in progress (past that the packet is dropped,
+    ``tx_drops["arp_pending_full"]``). Only a request for our address, or an
+    answer to a resolution of ours, creates an entry: a reply nobody asked for
+    only refreshes a known one (Linux, arp_accept=0), else it is counted in
+    ``arp_unsolicited_replies``.
     """
 
     def __init__(
@@ -62,7 +70,7 @@ class ArpCache:
         retry_interval: float = 1.0,
         max_requests: int = 3,
         max_queued: int = 64,
-        max_entries: int = 4096,
+        max_entries: int = 1024,
     ) -> None:
         self.ip = ip
         self.mac = mac_to_str(mac)
@@ -81,6 +89,8 @@ class ArpCache:
             "arp_replies_sent",
             "arp_entries_learned",
             "arp_resolution_failures",
+            "arp_cache_evictions",
+            "arp_unsolicited_replies",
         ):
             self.counters.setdefault(name, 0)
         self.entry_ttl = entry_ttl
@@ -118,7 +128,7 @@ class ArpCache:
     def resolve(self, ip: str, now: float) -> str | None:
         """The MAC of ``ip`` if known; otherwise start resolving it and return None."""
         mac = self.lookup(ip, now)
-        if mac is None and ip not in self._pending:
+        if mac is None and ip not in self._pending and len(self._pending) < self.max_entries:
             self._start(ip, now)
         return mac
 
@@ -130,7 +140,12 @@ class ArpCache:
         if mac is not None:
             self.transmit(EthernetFrame(mac, self.mac, ETH_P_IPV4, packet).build())
             return
-        pending = self._pending.get(next_hop) or self._start(next_hop, now)
+        pending = self._pending.get(next_hop)
+        if pending is None:
+            if len(self._pending) >= self.max_entries:
+                self.tx_drops["arp_pending_full"] += 1
+                return
+            pending = self._start(next_hop, now)
         if len(pending.packets) >= self.max_queued:
             pending.packets.popleft()
             self.tx_drops["arp_queue_full"] += 1
@@ -166,9 +181,10 @@ class ArpCache:
             # Someone else claims our address (or a reflection of our own frame).
             return "arp_address_conflict"
         for_us = pkt.target_ip == self.ip
-        if pkt.sender_ip != _UNSPECIFIED and (
-            for_us or pkt.sender_ip in self._entries or pkt.sender_ip in self._pending
-        ):
+        known = pkt.sender_ip in self._entries or pkt.sender_ip in self._pending
+        if pkt.op == ArpOp.REPLY and for_us and not known:
+            self.counters["arp_unsolicited_replies"] += 1  # creates no entry (arp_accept=0)
+        elif pkt.sender_ip != _UNSPECIFIED and (known or (for_us and pkt.op == ArpOp.REQUEST)):
             # RFC 826 merge: refresh a known sender; add it when the packet is for us.
             self._learn(pkt.sender_ip, pkt.sender_mac, now)
             if self.on_learn is not None:
@@ -191,6 +207,7 @@ class ArpCache:
             self.counters["arp_entries_learned"] += 1
             if len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]  # the oldest insertion
+                self.counters["arp_cache_evictions"] += 1
         self._entries[ip] = (mac, now + self.entry_ttl)
         pending = self._pending.pop(ip, None)
         if pending is not None:

@@ -27,6 +27,7 @@ from seashard.net.api import ListenOptions, SocketAddress
 from seashard.net.native.devices import DeviceError, PacketDevice, TapDevice
 from seashard.net.native.driver import Driver
 from seashard.net.native.ipv4 import Interface, InterfaceConfig
+from seashard.net.native.limits import NativeLimits
 from seashard.net.native.rss import RssSteering
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
@@ -75,7 +76,13 @@ class NativeStack:
             except (DeviceError, ValueError) as exc:
                 raise smp.StartupError(str(exc)) from None
         transmit = self.device.send if self.device is not None else self._proxy_transmit
-        self.interface = Interface(iface_cfg, transmit, on_arp_learn=self._share_arp)
+        limits: NativeLimits = cfg.limits
+        self.interface = Interface(
+            iface_cfg,
+            transmit,
+            on_arp_learn=self._share_arp,
+            arp_options={"max_entries": limits.arp_cache_entries},
+        )
         rss = RssSteering(shard.count) if queues < shard.count else None
         ip = self.interface.ip
         self.tcp = TcpLayer(
@@ -83,6 +90,7 @@ class NativeStack:
             self.loop,
             shard.id,
             shard.count,
+            limits=limits,
             owner_of=(lambda rip, rport, lport: rss.shard_for(rip, ip, rport, lport))
             if rss is not None
             else None,
@@ -167,7 +175,28 @@ class NativeStack:
             "tcp_retransmits": sum(c.tcp.stats.retransmits for c in tcp.conns.values())
             + tcp.stats["retransmits_closed"],
             "arp_cache_entries": len(iface.arp.entries(self.loop.time())),
+            **self._limit_metrics(),
             **{k: v for k, v in counters.items() if k.startswith(("arp_", "icmp_", "ipv4_"))},
+        }
+
+    def _limit_metrics(self) -> dict[str, Any]:
+        """The SYN and accept queues per listener, SYN cookies, and each bound's drops."""
+        tcp = self.tcp
+        listeners = tcp.listeners
+        drops = dict(tcp.limit_drops)
+        budget = tcp.reassembly
+        drops["reassembly_budget"] = budget.refused
+        drops["reassembly_connection_limit"] = budget.refused_conn
+        return {
+            "tcp_syn_queue_live": {str(p): s.half_open for p, s in sorted(listeners.items())},
+            "tcp_accept_queue_live": {str(p): len(s.pending) for p, s in sorted(listeners.items())},
+            "tcp_syn_received": tcp.stats["syn_received"],
+            "tcp_syncookies_sent": tcp.stats["syncookies_sent"],
+            "tcp_syncookies_accepted": tcp.stats["syncookies_accepted"],
+            "tcp_syncookies_rejected": tcp.stats["syncookies_rejected"],
+            "tcp_limit_drops": drops,
+            "tcp_gave_up": dict(tcp.gave_up),
+            "tcp_reassembly_bytes_live": budget.used,
         }
 
     def connections(self) -> list[dict[str, Any]]:
@@ -180,6 +209,8 @@ class NativeStack:
                 "bytes_out": c.bytes_out,
                 "segments_in": self.tcp.segment_counts.get(c.key, 0),
                 "segments_out": c.tcp.stats.segments_out,
+                "rcv_nxt": c.tcp.rcv_nxt,
+                "snd_una": c.tcp.snd_una,
             }
             for c in list(self.tcp.conns.values())
         ]

@@ -9,6 +9,12 @@ Which shard owns a flow: the device queue it arrived on (the kernel's flow
 hash), except for connections this shard opened itself (their local port is
 ≡ shard id mod N, so any shard can route replies to the opener) and, when the
 device has fewer queues than shards, the Toeplitz hash of the 4-tuple.
+
+What a peer can make a shard hold is bounded (``limits.py`` has the defaults
+and what each bound does when it bites): per listener a SYN queue (half-open
+connections, freed after their SYN-ACK retries) apart from the accept queue,
+SYN cookies once the SYN queue is full, the TIME_WAIT table, orphans, the
+out-of-order budget and the number of live connections.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
+from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
 from seashard.tcp.connection import Connection, State, TcpConfig
 from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
+from seashard.tcp.reassembly import ReassemblyBudget
 from seashard.tcp.segment import Flags, Segment
 from seashard.tcp.seq import seq_add
+from seashard.tcp.syncookies import MAX_AGE, PERIOD, SynCookies, cookie_synack
 from seashard.wire.errors import MalformedError
 from seashard.wire.ipv4 import IpProto, IPv4Packet
 from seashard.wire.tcp import TcpPacket
@@ -38,7 +47,10 @@ if TYPE_CHECKING:
     from seashard.net.native.ipv4 import Interface
 
 EPHEMERAL = range(32768, 61000)
-BACKLOG = 1024
+# Cookie ACKs are only looked for while a listener sent cookies this recently
+# (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
+COOKIE_WINDOW = MAX_AGE * PERIOD
+TW_OVERFLOW_LOG_INTERVAL = 60.0  # seconds between "time wait bucket table overflow" lines
 
 
 class NativeServerSocket:
@@ -47,12 +59,18 @@ class NativeServerSocket:
         self.local_address = address
         self.options = options
         self.pending: deque[NativeConnection] = deque()
-        self.half_open = 0
+        self.half_open = 0  # the SYN queue: connections in SYN_RECEIVED
+        self.last_cookie: float | None = None  # when this listener last sent a SYN cookie
         self._waiter: asyncio.Future[None] | None = None
         self.aborted = False
 
     def deliver(self, conn: NativeConnection) -> None:
+        """A half-open connection completed its handshake: into the accept queue."""
         self.half_open -= 1
+        self.enqueue(conn)
+
+    def enqueue(self, conn: NativeConnection) -> None:
+        """Into the accept queue (cookie connections come here straight)."""
         if self.aborted:  # nobody will ever accept it (as Linux: reset it)
             conn.abort()
             return
@@ -92,6 +110,7 @@ class TcpLayer:
         shards: int,
         *,
         config: TcpConfig | None = None,
+        limits: NativeLimits | None = None,
         owner_of: Callable[[str, int, int], int] | None = None,
         forward: Callable[[int, str, bytes], None] | None = None,
         log: Callable[[str], None] = smp.log,
@@ -100,7 +119,11 @@ class TcpLayer:
         self.loop = loop
         self.shard_id = shard_id
         self.shards = shards
-        self.config = config or TcpConfig(mss=interface.config.mtu - 40)
+        self.limits = limits = limits or NativeLimits()
+        # An explicit config (the frame-level tests') keeps its own SYN-ACK retries.
+        self.config = config or TcpConfig(
+            mss=interface.config.mtu - 40, synack_retries=limits.synack_retries
+        )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
         self.forward = forward  # hand a segment to its owning shard
         self.log = log
@@ -109,7 +132,13 @@ class TcpLayer:
         self.listened_elsewhere: set[int] = set()  # ports other shards listen on
         self.previous_time_wait: list[dict[str, Any]] = []  # from the last run (stack.py)
         self.isn = IsnGenerator()
+        self.cookies = SynCookies()  # a per-process secret: Linux's is per boot
+        self.reassembly = ReassemblyBudget(limits.reassembly_budget)
         self.stats: Counter[str] = Counter()
+        self.limit_drops: Counter[str] = Counter()  # a bound bit: what was refused, by reason
+        self.gave_up: Counter[str] = Counter()  # connections the machine gave up on, by reason
+        self._time_wait: set[FlowKey] = set()  # the TIME_WAIT table (bounded)
+        self._tw_logged_at: float | None = None
         self.connections_total = 0
         self.segment_counts: Counter[FlowKey] = Counter()  # per live flow, for the admin table
         self._next_port = random.randrange(len(EPHEMERAL))
@@ -160,6 +189,16 @@ class TcpLayer:
             timestamps=pkt.timestamps,
         )
         if conn is not None:
+            if (
+                conn.tcp.state is State.SYN_RECEIVED
+                and conn.on_established is not None
+                and self._accept_queue_full(pkt.dst_port)
+                and (int(seg.flags) & 0x16) == 0x10  # ACK, no SYN or RST
+            ):
+                # Linux (tcp_abort_on_overflow=0): drop the ACK that would complete
+                # the handshake; the SYN-ACK retransmission brings it back later.
+                self.limit_drops["accept_queue_full"] += 1
+                return
             self.segment_counts[key] += 1
             conn.tcp.on_segment(seg, now)
             reopen = conn.tcp.reopen_syn
@@ -187,14 +226,32 @@ class TcpLayer:
         listener = self.listeners.get(pkt.dst_port)
         if listener is not None:
             verdict = classify_listen(seg)
+            limits = self.limits
             if verdict is ListenVerdict.ACCEPT:
-                if listener.half_open + len(listener.pending) >= BACKLOG:
-                    self.stats["syn_backlog_full"] += 1
+                self.stats["syn_received"] += 1
+                if self.live_count() >= limits.max_connections:
+                    self.limit_drops["max_connections"] += 1  # refused: the RST below
+                elif len(listener.pending) >= limits.accept_backlog:
+                    self.limit_drops["accept_queue_full"] += 1  # Linux: ListenOverflows
                     return
-                self._accept(listener, src_ip, pkt, seg, now, iss)
-                return
-            if verdict is ListenVerdict.DROP:
+                elif listener.half_open >= limits.syn_backlog:
+                    if limits.syncookies:
+                        self._send_cookie(listener, src_ip, pkt, seg, now)
+                    else:
+                        self.limit_drops["syn_queue_full"] += 1
+                    return
+                else:
+                    self._accept(listener, src_ip, pkt, seg, now, iss)
+                    return
+            elif verdict is ListenVerdict.DROP:
                 self.stats["segments_dropped_listen"] += 1
+                return
+            elif (
+                listener.last_cookie is not None
+                and now - listener.last_cookie <= COOKIE_WINDOW
+                and not seg.flags & (Flags.SYN | Flags.RST)
+                and self._cookie_ack(listener, src_ip, pkt, seg, now)
+            ):
                 return
         elif seg.flags & Flags.SYN and not seg.flags & Flags.ACK:
             self.stats["syn_no_listener"] += 1
@@ -223,12 +280,66 @@ class TcpLayer:
         remote = SocketAddress(src_ip, pkt.src_port)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
-        tcp = Connection.accept(seg, iss, now, self.config)
+        tcp = Connection.accept(seg, iss, now, self.config, self.reassembly)
         conn = NativeConnection(self, tcp, local, remote, on_established=listener.deliver)
         listener.half_open += 1
         self._register(conn)
         self.segment_counts[conn.key] += 1
         self.kick(conn)
+
+    def _send_cookie(
+        self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
+    ) -> None:
+        """The SYN queue is full: answer with a SYN cookie and keep nothing.  Without
+        TCP timestamps (none yet in this stack) the cookie cannot carry the peer's
+        window scale or SACK-permitted, so the SYN-ACK offers neither and the
+        connection runs without them, as Linux's cookie connections without
+        timestamps do (syncookies.py says how timestamps will carry them)."""
+        local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
+        cookie = self.cookies.make(local, remote, seg.seq, seg.mss, now)
+        synack = cookie_synack(seg, cookie, self.config.mss, self.config.recv_buffer)
+        listener.last_cookie = now
+        self.stats["syncookies_sent"] += 1
+        self._transmit(src_ip, pkt.dst_port, pkt.src_port, synack, now)
+
+    def _cookie_ack(
+        self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
+    ) -> bool:
+        """An ACK to a listener that sent cookies lately: if it echoes a valid cookie,
+        the connection is created from it.  False: answer it as any unknown ACK."""
+        local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
+        grant = self.cookies.check(local, remote, seg.seq, seg.ack, now)
+        if grant is None:
+            self.stats["syncookies_rejected"] += 1
+            return False
+        if self.live_count() >= self.limits.max_connections:
+            self.limit_drops["max_connections"] += 1
+            return False
+        if self._accept_queue_full(pkt.dst_port):
+            self.limit_drops["accept_queue_full"] += 1
+            return True  # dropped, as the final ACK of a stored handshake would be
+        self.stats["syncookies_accepted"] += 1
+        iss = seq_add(seg.ack, -1)
+        tcp = Connection.from_cookie(seg, iss, grant.mss, now, self.config, self.reassembly)
+        conn = NativeConnection(
+            self,
+            tcp,
+            SocketAddress(*local),
+            SocketAddress(*remote),
+            on_established=listener.enqueue,
+        )
+        self._register(conn)
+        self.segment_counts[conn.key] += 1
+        self.kick(conn)
+        return True
+
+    def _accept_queue_full(self, port: int) -> bool:
+        listener = self.listeners.get(port)
+        return listener is not None and len(listener.pending) >= self.limits.accept_backlog
+
+    def live_count(self) -> int:
+        """Connections that count against max_connections: all but TIME_WAIT."""
+        return len(self.conns) - len(self._time_wait)
 
     def _register(self, conn: NativeConnection) -> None:
         self.conns[conn.key] = conn
@@ -241,10 +352,15 @@ class TcpLayer:
         now = self.now()
         tcp = conn.tcp
         remote, rport, lport = conn.key
-        if conn.app_closed and tcp.unread:
-            tcp.recv(now=now)  # nobody will read it; the window update goes out below
+        if conn.app_closed:
+            if tcp.orphan_retries is None:
+                tcp.orphan(now, self.limits.fin_timeout, self.limits.orphan_retries)
+            if tcp.unread:
+                tcp.recv(now=now)  # nobody will read it; the window update goes out below
         for seg in tcp.segments_out():
             self._transmit(remote, lport, rport, seg, now)
+        if tcp.state is State.TIME_WAIT and conn.key not in self._time_wait:
+            self._admit_time_wait(conn, now)
         if tcp.is_closed:
             self._forget(conn)
         else:
@@ -258,6 +374,20 @@ class TcpLayer:
                 conn.timer_when = deadline
         conn.wake()
 
+    def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
+        if len(self._time_wait) < self.limits.max_tw_buckets:
+            self._time_wait.add(conn.key)
+            return
+        # Linux: no TIME_WAIT for this one, a counter and a rate-limited line.
+        conn.tcp.end_time_wait()
+        self.limit_drops["time_wait_overflow"] += 1
+        if self._tw_logged_at is None or now - self._tw_logged_at >= TW_OVERFLOW_LOG_INTERVAL:
+            self._tw_logged_at = now
+            self.log(
+                f"TCP: time wait bucket table overflow ({self.limits.max_tw_buckets} "
+                "connections, --max-tw-buckets): closing without TIME_WAIT"
+            )
+
     def _on_timer(self, conn: NativeConnection) -> None:
         conn.timer = None
         conn.timer_when = None
@@ -267,8 +397,11 @@ class TcpLayer:
     def _forget(self, conn: NativeConnection) -> None:
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
+            self._time_wait.discard(conn.key)
             self.stats["retransmits_closed"] += conn.tcp.stats.retransmits
             self.segment_counts.pop(conn.key, None)
+            if conn.tcp.gave_up is not None:
+                self.gave_up[conn.tcp.gave_up.value] += 1
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
@@ -333,7 +466,8 @@ class TcpLayer:
         local = SocketAddress(self.interface.ip, port)
         now = self.now()
         iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
-        conn = NativeConnection(self, Connection.connect(iss, now, self.config), local, remote)
+        tcp = Connection.connect(iss, now, self.config, self.reassembly)
+        conn = NativeConnection(self, tcp, local, remote)
         self._register(conn)
         self.kick(conn)
         await conn.wait_established()

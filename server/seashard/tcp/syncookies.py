@@ -1,0 +1,168 @@
+"""SYN cookies (RFC 4987 section 3.6), Linux's scheme, sans-IO.
+
+When a listener's SYN queue is full, the SYN-ACK's initial sequence number
+carries what the connection needs and nothing is stored; the peer's ACK echoes
+it (``ACK - 1``) and the connection is created from that ACK alone.  As in
+Linux (``net/ipv4/syncookies.c``)::
+
+    cookie = H1(4-tuple) + SEG.SEQ + (count << 24)
+             + ((H2(4-tuple, count) + mss_index) mod 2**24)
+
+- ``count`` is a time counter that ticks every ``PERIOD`` (64) seconds; a
+  cookie is valid while ``now``'s count is less than ``MAX_AGE`` (2) ticks
+  past the one it was made in, so it lives between 64 and 128 seconds (Linux:
+  ``MAX_SYNCOOKIE_AGE`` 2, 60-second ticks).
+- ``mss_index`` selects the MSS from ``MSS_TABLE`` (Linux's ``msstab``): the
+  largest entry not above the peer's MSS (536 when the peer's is smaller).
+- H1 and H2 are keyed BLAKE2b hashes with a per-process random secret (Linux:
+  per boot), so an off-path attacker cannot forge an ACK that passes:  a guess
+  with the right count is accepted with probability 4 / 2**24.
+
+Without timestamps (this stack has none yet, issue 7 adds them) a cookie
+cannot carry the peer's window scale or SACK-permitted: a cookie connection
+runs without both, exactly as Linux's does when the SYN had no timestamp.
+With timestamps Linux encodes them in the low bits of our TSval
+(``cookie_init_timestamp``: wscale 4 bits, SACK 1 bit, ECN 1 bit) and reads
+them back from the ACK's TSecr.  The API is shaped for that: ``make`` returns a
+``Cookie`` (issue 7 adds its ``tsval``) and ``check`` returns a
+``CookieGrant`` whose ``wscale``/``sack_permitted`` are None/False until
+``check`` takes the ACK's TSecr.
+
+The clock is the ``now`` the caller passes; nothing here reads one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+from .isn import Endpoint, _addr_bytes
+from .segment import Flags, Segment
+from .seq import SEQ_MASK
+
+__all__ = [
+    "MAX_AGE",
+    "MSS_TABLE",
+    "PERIOD",
+    "Cookie",
+    "CookieGrant",
+    "SynCookies",
+    "cookie_synack",
+]
+
+MSS_TABLE = (536, 1300, 1440, 1460)  # Linux msstab (ipv4): the common MSS values
+PERIOD = 64.0  # seconds per tick of the time counter
+MAX_AGE = 2  # ticks a cookie stays valid (Linux MAX_SYNCOOKIE_AGE)
+COOKIE_BITS = 24
+COOKIE_MASK = (1 << COOKIE_BITS) - 1
+_COUNT_MASK = SEQ_MASK >> COOKIE_BITS  # the 8 bits of the counter the cookie keeps
+
+
+@dataclass(frozen=True, slots=True)
+class Cookie:
+    """What a SYN-ACK sent from a full SYN queue carries: its ISN and the MSS encoded."""
+
+    isn: int
+    mss: int
+
+
+@dataclass(frozen=True, slots=True)
+class CookieGrant:
+    """What a valid cookie ACK tells: the peer's MSS (rounded down to ``MSS_TABLE``).
+    Window scaling and SACK need timestamps to be carried (see the module docstring)."""
+
+    mss: int
+    wscale: int | None = None
+    sack_permitted: bool = False
+
+
+def mss_index(peer_mss: int | None) -> int:
+    """The ``MSS_TABLE`` index for a peer's MSS option (536 when it sent none)."""
+    mss = 536 if peer_mss is None else peer_mss
+    for i in range(len(MSS_TABLE) - 1, 0, -1):
+        if mss >= MSS_TABLE[i]:
+            return i
+    return 0
+
+
+class SynCookies:
+    """``SynCookies(secret)``: ``make`` the cookie for a SYN, ``check`` the ACK that
+    echoes it.  ``secret`` defaults to 32 random bytes (one per process: per boot)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        if secret is None:
+            secret = os.urandom(32)
+        if not secret:
+            raise ValueError("cookie secret must not be empty")
+        if len(secret) > 64:
+            secret = hashlib.blake2b(secret).digest()
+        self._key = bytes(secret)
+
+    @staticmethod
+    def count(now: float) -> int:
+        """The time counter at ``now`` (seconds, any monotonic origin)."""
+        return int(now // PERIOD) & _COUNT_MASK
+
+    @staticmethod
+    def _flow(local: Endpoint, remote: Endpoint) -> bytes:
+        """The 4-tuple as bytes (dotted strings the fast way: a SYN flood calls this)."""
+        lip, lport = local
+        rip, rport = remote
+        r = socket.inet_aton(rip) if isinstance(rip, str) else _addr_bytes(rip)
+        loc = socket.inet_aton(lip) if isinstance(lip, str) else _addr_bytes(lip)
+        return r + loc + struct.pack("!HH", rport, lport)
+
+    def _hash(self, flow: bytes, count: int, which: int) -> int:
+        """H1 (``which`` 1, ``count`` 0) and H2 (``which`` 2): keyed BLAKE2b, 32 bits."""
+        h = hashlib.blake2b(flow + struct.pack("!BI", which, count), key=self._key, digest_size=4)
+        return int.from_bytes(h.digest(), "big")
+
+    def make(
+        self, local: Endpoint, remote: Endpoint, syn_seq: int, peer_mss: int | None, now: float
+    ) -> Cookie:
+        """The cookie ISN for a SYN from ``remote`` to ``local`` with sequence number
+        ``syn_seq`` and MSS option ``peer_mss``."""
+        count = self.count(now)
+        index = mss_index(peer_mss)
+        flow = self._flow(local, remote)
+        h1 = self._hash(flow, 0, 1)
+        h2 = self._hash(flow, count, 2)
+        isn = (h1 + syn_seq + (count << COOKIE_BITS) + ((h2 + index) & COOKIE_MASK)) & SEQ_MASK
+        return Cookie(isn, MSS_TABLE[index])
+
+    def check(
+        self, local: Endpoint, remote: Endpoint, seq: int, ack: int, now: float
+    ) -> CookieGrant | None:
+        """The grant for an ACK (sequence ``seq``, acknowledgment ``ack``) that echoes
+        a cookie made less than ``MAX_AGE`` ticks ago; None for a forged, damaged
+        or expired one."""
+        syn_seq = (seq - 1) & SEQ_MASK
+        cookie = (ack - 1) & SEQ_MASK
+        count = self.count(now)
+        flow = self._flow(local, remote)
+        cookie = (cookie - self._hash(flow, 0, 1) - syn_seq) & SEQ_MASK
+        diff = (count - (cookie >> COOKIE_BITS)) & _COUNT_MASK
+        if diff >= MAX_AGE:
+            return None
+        made = (count - diff) & _COUNT_MASK
+        index = (cookie - self._hash(flow, made, 2)) & COOKIE_MASK
+        if index >= len(MSS_TABLE):
+            return None
+        return CookieGrant(MSS_TABLE[index])
+
+
+def cookie_synack(syn: Segment, cookie: Cookie, our_mss: int, window: int) -> Segment:
+    """The SYN-ACK that carries ``cookie``: our MSS, an unscaled window, and no
+    window-scale or SACK option (nothing would remember them; see the docstring)."""
+    return Segment(
+        seq=cookie.isn,
+        ack=(syn.seq + 1) & SEQ_MASK,
+        flags=Flags.SYN | Flags.ACK,
+        window=min(window, 0xFFFF),
+        mss=our_mss,
+    )
