@@ -45,6 +45,15 @@ MADE_GWBRIDGE_LABEL = "seashard.lab.made-gwbridge"
 LAB_STACK_LABEL = "seashard.lab.stack"
 
 
+def resolve_image(image: str) -> str:
+    """`docker stack deploy --resolve-image`: "always" for an image in a registry
+    (its first component is a host: has a dot or a port, or is localhost), "never"
+    for a local one (seashard/lab:TAG), which no registry could resolve."""
+    first, _, rest = image.partition("/")
+    registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    return "always" if registry else "never"
+
+
 @dataclass(frozen=True)
 class Task:
     """One running task of a stack, as the manager reports it (any node)."""
@@ -159,9 +168,7 @@ class Swarm:
         (a local build): the manager would otherwise ask a registry for its
         digest, which here cannot be reached, and one node has the image anyway.
         LAB_RESOLVE_IMAGE=always suits a multi-node swarm that pulls from a registry."""
-        first, _, rest = env.get("LAB_IMAGE", "").partition("/")
-        registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
-        resolve = os.environ.get("LAB_RESOLVE_IMAGE") or ("always" if registry else "never")
+        resolve = os.environ.get("LAB_RESOLVE_IMAGE") or resolve_image(env.get("LAB_IMAGE", ""))
         argv = ["docker", "stack", "deploy", "--resolve-image", resolve]
         argv += ["-c", str(compose_file), stack]
         return run_host(argv, env=dict(os.environ) | dict(env), timeout=120)

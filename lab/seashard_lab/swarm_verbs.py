@@ -1,0 +1,161 @@
+"""`scripts/lab up|down|status|test --swarm`: the verbs' swarm half.
+
+Each verb in verbs/ takes ``--swarm`` (add_arguments here) and hands over to
+the function of the same name below, so the swarm's options and messages
+live in one place beside its deployment (swarm_deployment.py)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+
+from .deployment import build_image
+from .runtime import EngineError
+from .swarm_deployment import STACK_FILE, SwarmDeployment, SwarmLab, current, free_subnet
+from .ui import say
+
+
+def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--swarm",
+        action="store_true",
+        help=f"{verb} the lab as a Docker Swarm stack (deploy/swarm/lab-stack.yml)",
+    )
+    if verb == "up":
+        p.add_argument(
+            "--clients",
+            type=int,
+            default=None,
+            metavar="N",
+            help="--swarm: client replicas (default 2, or LAB_CLIENTS)",
+        )
+        p.add_argument(
+            "--image-to",
+            action="append",
+            default=[],
+            metavar="DOCKER_HOST",
+            help="--swarm: `docker save | docker -H DOCKER_HOST load` the lab image first "
+            "(e.g. ssh://root@node2; repeat per node; for a swarm without a registry)",
+        )
+
+
+def up(args: argparse.Namespace) -> int:
+    if args.clients is not None and args.clients < 1:
+        raise EngineError(f"--clients {args.clients}: at least 1")
+    deployment = current(clients=args.clients)
+    if not getattr(args, "no_build", False) or not deployment.engine.image_exists(deployment.image):
+        start = time.monotonic()
+        say(f"building {deployment.image}")
+        build_image(deployment.engine, deployment.image)
+        say(f"built {deployment.image} in {time.monotonic() - start:.0f} s")
+    for host in args.image_to:
+        say(f"copying {deployment.image} to {host} (docker save | docker -H {host} load)")
+        deployment.swarm.distribute_image(deployment.image, [host])
+    say(f"swarm: {deployment.ensure_swarm()}")
+    timeout = float(os.environ.get("LAB_HEALTH_TIMEOUT", "120"))
+    say(
+        f"deploying stack '{deployment.project}' ({STACK_FILE.relative_to(STACK_FILE.parents[2])}) "
+        f"on overlay {deployment.subnet}, {deployment.clients} client(s)"
+    )
+    start = time.monotonic()
+    states = deployment.up(wait=not args.no_wait, timeout=timeout)
+    bad = {s: h for s, h in states.items() if h not in ("healthy", "none")}
+    if states and not bad:
+        say(f"every task running and healthy after {time.monotonic() - start:.0f} s")
+    show(deployment)
+    for service, health in bad.items():
+        say(f"NOT HEALTHY: {service} ({health})")
+    return 1 if bad else 0
+
+
+def down(args: argparse.Namespace) -> int:
+    del args
+    deployment = current()
+    if not deployment.engine.ok():
+        say("no Docker engine answers: nothing to remove")
+        return 0
+    made = deployment.swarm.made_by_lab()
+    say(f"removing stack '{deployment.project}'")
+    left = deployment.down()
+    if left:
+        say(f"still there after the stack was removed: {', '.join(left)}")
+    if made and deployment.swarm.state() == "inactive":
+        say("left the one-node swarm the lab had made (docker swarm leave --force)")
+    elif made:
+        say(f"the lab's swarm stays: other lab stacks run on it ({deployment.swarm.lab_stacks()})")
+    return 1 if left else 0
+
+
+def show(deployment: SwarmDeployment) -> None:
+    tasks = deployment.tasks()
+    if not tasks:
+        say(f"no stack '{deployment.project}' on this engine's swarm (scripts/lab up --swarm)")
+        return
+    print()
+    print(f"stack '{deployment.project}': {deployment.network_summary()}")
+    print(f"{'SERVICE':<14} {'NODE':<16} {'STATE':<10} {'ADDRESS':<18} ENDPOINTS")
+    for t in tasks:
+        name = f"client-{t.slot}" if t.service == "client" else t.service
+        address = ",".join(t.addresses) or "-"
+        state = t.state + (f" ({t.error})" if t.error and t.state != "running" else "")
+        print(f"{name:<14} {t.node:<16} {state:<10} {address:<18} {_endpoints(name)}")
+    stack = deployment.project
+    print(
+        f"""
+Watch it:
+  docker service logs -f {stack}_client        every client's load generator, task by task
+  docker service ps {stack}_native-server      where a task runs, and why it is not running
+  docker exec $(docker ps -q -f name={stack}_posix-server) labctl restart [serve ARGS]
+  scripts/lab down --swarm                    remove the stack (and a swarm the lab made)"""
+    )
+
+
+def _endpoints(service: str) -> str:
+    if service == "posix-server":
+        return "echo :1234 canned :1235 accept-logger :1236; admin :9100"
+    if service == "native-server":
+        return "the native stack on this address; admin :9100 on the task's loopback"
+    if service.startswith("client-"):
+        return "seashard load against posix-server and native-server (by name)"
+    return "scapy, tcpdump" if service == "probe" else ""
+
+
+def status(args: argparse.Namespace) -> int:
+    del args
+    show(current())
+    return 0
+
+
+@contextlib.contextmanager
+def throwaway(clients: int = 2, timeout: float = 120.0) -> Iterator[SwarmLab]:
+    """A swarm lab of its own for the suites (stack seashard-lab-swarm-<hex> on
+    a free 10.231.N.0/24), always removed, and the swarm too if it made one;
+    raises if anything is left behind."""
+    deployment = SwarmDeployment(
+        os.environ.get("SEASHARD_LAB_TEST_PROJECT") or f"seashard-lab-swarm-{secrets.token_hex(3)}",
+        clients=clients,
+    )
+    deployment.subnet = free_subnet(deployment.engine)
+    deployment.plan = type(deployment.plan).from_env({"LAB_SUBNET": str(deployment.subnet)})
+    had_swarm = deployment.swarm.state() != "inactive"
+    lab: SwarmLab | None = None
+    try:
+        states = deployment.up(timeout=timeout)
+        bad = {s: h for s, h in states.items() if h not in ("healthy", "none")}
+        if bad:
+            raise EngineError(f"swarm test lab {deployment.project} not healthy: {bad}")
+        lab = SwarmLab(deployment)
+        yield lab
+    finally:
+        if lab is not None:
+            lab.close()
+        left = deployment.down()
+        if left:
+            raise EngineError(f"stack rm left {', '.join(left)}")
+        swarm = deployment.swarm
+        if not had_swarm and swarm.state() != "inactive" and not swarm.lab_stacks():
+            raise EngineError("the swarm made for the test lab is still there")
