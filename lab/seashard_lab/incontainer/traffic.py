@@ -1,6 +1,6 @@
 """Lab clients that check what they get, run INSIDE a client container.
 
-    docker exec -i CLIENT python3 - MODE [OPTIONS] < labtraffic.py
+    python3 /tmp/seashard-lab/traffic.py MODE [OPTIONS]   (copied in by seashard_lab.lab)
 
 Standard library only (the image has python3, nothing else is needed).  Every
 mode prints one JSON summary line last (``"ok"``, ``"results"`` per
@@ -20,6 +20,7 @@ Modes:
   hold    --count N --seconds S [--interval I] [--size B]   N echo
           connections open for S seconds, a verified round trip on each every
           I seconds; prints {"event": "established", "ports": [...]} first
+  short   --count N [--concurrency K] [--autobind]   connect, 1 byte echoed, RST
   steer   --count N    one connection after another: "served" (echo came
           back), "closed" (EOF), "reset", "refused" (RST to the SYN) or
           "hang" (nothing within --timeout)
@@ -32,12 +33,20 @@ import asyncio
 import json
 import random
 import socket
+import struct
 import sys
 import time
 from typing import Any
 
 CANNED = b"Seastar is the future!\n"
-DEFAULT_PORTS = {"echo": 1234, "hold": 1234, "steer": 1234, "canned": 1235, "accept": 1236}
+DEFAULT_PORTS = {
+    "echo": 1234,
+    "hold": 1234,
+    "steer": 1234,
+    "short": 1234,
+    "canned": 1235,
+    "accept": 1236,
+}
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -51,21 +60,28 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+AUTOBIND = False  # --autobind
+
+
 async def open_conn(
     host: str, port: int, timeout: float, info: dict[str, Any]
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect from a port we know before the handshake (so failures name it too)."""
+    """Connect from a port we know before the handshake (so failures name it too).
+
+    With --autobind, connect() picks the port as any Linux client's would:
+    it prefers even ports (bind(0) odd ones), which is what `--lba port` trips on."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
-    sock.bind(("0.0.0.0", 0))
-    info["port"] = sock.getsockname()[1]
+    if not AUTOBIND:
+        sock.bind(("0.0.0.0", 0))
+        info["port"] = sock.getsockname()[1]
     try:
         await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
     except BaseException:
         sock.close()
         raise
-    info["ip"] = sock.getsockname()[0]
+    info["ip"], info["port"] = sock.getsockname()
     return await asyncio.open_connection(sock=sock, limit=1 << 20)
 
 
@@ -148,14 +164,21 @@ async def mode_echo(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- canned / accept
 
 
-async def limited(n: int, coros: list[Any]) -> list[Any]:
-    sem = asyncio.Semaphore(max(1, n))
+RATE = 0.0  # --rate: connections started per second at most (0: no cap)
 
-    async def one(c: Any) -> Any:
+
+async def limited(n: int, coros: list[Any]) -> list[Any]:
+    """At most ``n`` at a time, and (with --rate) started no faster than RATE a second."""
+    sem = asyncio.Semaphore(max(1, n))
+    t0 = time.monotonic()
+
+    async def one(i: int, c: Any) -> Any:
+        if RATE > 0:
+            await asyncio.sleep(max(0.0, t0 + i / RATE - time.monotonic()))
         async with sem:
             return await c
 
-    return await asyncio.gather(*(one(c) for c in coros))
+    return await asyncio.gather(*(one(i, c) for i, c in enumerate(coros)))
 
 
 async def read_to_eof_one(args: argparse.Namespace, expected: bytes) -> dict[str, Any]:
@@ -189,6 +212,40 @@ async def mode_canned(args: argparse.Namespace) -> dict[str, Any]:
 async def mode_accept(args: argparse.Namespace) -> dict[str, Any]:
     coros = [read_to_eof_one(args, b"") for _ in range(args.count)]
     return {"results": await limited(args.concurrency, coros)}
+
+
+# ---------------------------------------------------------------- short
+
+
+async def short_one(args: argparse.Namespace) -> dict[str, Any]:
+    """Connect, one byte there and back, then an abortive close (RST): nothing is
+    left in TIME_WAIT on either side, so runs can follow each other at once."""
+    info: dict[str, Any] = {"port": None, "ok": False}
+    start = time.monotonic()
+    writer = None
+    try:
+        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+        writer.write(b"x")
+        back = await asyncio.wait_for(reader.readexactly(1), args.timeout)
+        info["exact"] = info["ok"] = back == b"x"
+        if not info["ok"]:
+            info["error"] = f"echo differs: {back!r}"
+    except BaseException as exc:  # noqa: BLE001
+        info["error"] = describe(exc)
+    finally:
+        if writer is not None:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+    info["seconds"] = round(time.monotonic() - start, 4)
+    return info
+
+
+async def mode_short(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "results": await limited(args.concurrency, [short_one(args) for _ in range(args.count)])
+    }
 
 
 # ---------------------------------------------------------------- hold
@@ -307,6 +364,7 @@ MODES = {
     "accept": mode_accept,
     "hold": mode_hold,
     "steer": mode_steer,
+    "short": mode_short,
 }
 
 
@@ -324,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--autobind", action="store_true", help="let connect() pick the local port")
+    p.add_argument("--rate", type=float, default=0.0, help="connections started per second")
     args = p.parse_args(argv)
+    global AUTOBIND, RATE
+    AUTOBIND, RATE = args.autobind, args.rate
     if args.port is None:
         args.port = DEFAULT_PORTS[args.mode]
     if args.mode == "hold" and args.concurrency == 1:

@@ -1,6 +1,6 @@
 """Packet-level checks with scapy, run INSIDE the probe container (NET_RAW, NET_ADMIN).
 
-    docker exec -i PROBE python3 - CHECK --ip IP [OPTIONS] < labprobe.py
+    python3 /tmp/seashard-lab/probe.py CHECK --ip IP [OPTIONS]   (copied in by seashard_lab.lab)
 
 Each check prints one JSON line with what it sent and what came back; the
 lab tests decide what is right.  Checks:

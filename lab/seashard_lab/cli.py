@@ -1,0 +1,48 @@
+"""`scripts/lab VERB ...` (``python -m seashard_lab VERB``): one thin command per verb.
+
+scripts/lab (bash) has already made sure of the engine, compose and the base
+image for the verbs that need them (engine, build, up, test); the verbs
+themselves live in verbs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .plan import PlanError
+from .runtime import EngineError
+from .verbs import VERBS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scripts/lab",
+        description="Run the seashard lab: images, compose, logs, captures, scenarios, tests.",
+        epilog="scripts/lab engine: make sure of a Docker engine and compose (bash); "
+        "scripts/lab down --stop-engine: also stop a dockerd that scripts/lab started.",
+    )
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    for verb in VERBS:
+        module = importlib.import_module(f".verbs.{verb}", __package__)
+        doc = (module.__doc__ or "").strip()
+        sp = sub.add_parser(verb, help=module.HELP, description=doc)
+        module.add_arguments(sp)
+        sp.set_defaults(module=module)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.verb is None:
+        p.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.module.run(args) or 0)
+    except (EngineError, PlanError) as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,44 @@
+"""test [PYTEST ARGS]: the lab suites (lab_tests) on a throw-away lab of their
+own (project seashard-lab-test-<hex> on its own /24), always removed: by the
+session fixture, and here again if pytest itself was killed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+
+from .. import ROOT
+from ..runtime import Compose, Engine, run_host
+from ..ui import say
+
+HELP = "pytest lab_tests on a throw-away lab of their own"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+
+
+def run(args: argparse.Namespace) -> int:
+    project = f"seashard-lab-test-{secrets.token_hex(3)}"
+    compose = Compose.detect()
+    say(f"running lab_tests with {sys.executable} on compose {compose} (test lab {project})")
+    start = time.monotonic()
+    env = dict(os.environ, SEASHARD_LAB_TEST_PROJECT=project)
+    try:
+        res = run_host(
+            [sys.executable, "-m", "pytest", "lab_tests", *args.pytest_args],
+            env=env,
+            capture=False,
+            timeout=3 * 3600,
+            cwd=ROOT,
+        )
+    finally:
+        left = Engine().force_remove(project)
+        if left:
+            say(f"test lab {project} was still there: removed {', '.join(left)}")
+    took = time.monotonic() - start
+    say(f"lab_tests finished with exit status {res.rc} in {int(took // 60)} min {took % 60:.0f} s")
+    return res.rc
