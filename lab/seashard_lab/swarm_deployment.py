@@ -33,7 +33,14 @@ from docker.models.containers import Container
 
 from . import ROOT
 from .lab import Lab, LabError
-from .plan import ADMIN_PORT, LOAD_ARGS, LOAD_METRICS_ARGS, SERVERS, AddressPlan
+from .plan import (
+    ADMIN_PORT,
+    LOAD_ARGS,
+    LOAD_METRICS_ARGS,
+    SERVE_ADMIN_ARGS,
+    SERVERS,
+    AddressPlan,
+)
 from .runtime import Engine, EngineError, Result
 from .swarm import SERVICE_NAME_LABEL, TASK_NAME_LABEL, Swarm, Task
 
@@ -106,7 +113,9 @@ class SwarmDeployment:
             "LAB_IMAGE": self.image,
             "LAB_SUBNET": str(self.subnet),
             "LAB_CLIENTS": str(self.clients),
-            "LOAD_ARGS": os.environ.get("LOAD_ARGS") or f"{LOAD_ARGS} {LOAD_METRICS_ARGS}".strip(),
+            "LOAD_ARGS": os.environ.get("LOAD_ARGS") or LOAD_ARGS,
+            "LAB_LOAD_METRICS_ARGS": LOAD_METRICS_ARGS,
+            "LAB_SERVE_ADMIN_ARGS": SERVE_ADMIN_ARGS,
             "LAB_CLIENTS_AUTOSTART": os.environ.get("LAB_CLIENTS_AUTOSTART", "1"),
             "LAB_READY_PATTERN": os.environ.get("LAB_READY_PATTERN", ""),
         }

@@ -99,8 +99,9 @@ def test_the_same_servers_as_the_swarm_stack():
     for server in ("posix-server", "native-server"):
         c = container(server)
         assert c["args"] == stack[server]["command"], server
-        assert c["args"][c["args"].index("--admin-address") + 1] == "0.0.0.0"
-        assert env(c)["LAB_ADMIN_URL"] == stack[server]["environment"]["LAB_ADMIN_URL"]
+        for var in ("LAB_ADMIN_URL", "LAB_SERVE_ADMIN_ARGS"):
+            want = stack[server]["environment"][var]
+            assert "${" + var + ":-" + env(c)[var] + "}" in (want, "${" + var + ":-" + want + "}")
         ports = {p["port"] for p in by_kind("Service")[server]["spec"]["ports"]}
         assert {1234, 1235, 1236} <= ports, server
         node_label = f"seashard.{server}"
@@ -127,6 +128,6 @@ def test_the_native_server_reads_a_veth_with_the_pods_own_address():
 def test_clients_can_impair_their_own_link():
     c = container("client")
     assert set(c["securityContext"]["capabilities"]["add"]) >= {"NET_ADMIN", "NET_RAW"}
-    assert env(c)["LOAD_ARGS"] == yaml.safe_load(STACK.read_text())["services"]["client"][
-        "environment"
-    ]["LOAD_ARGS"].removeprefix("${LOAD_ARGS:-").removesuffix("}")
+    stack_env = yaml.safe_load(STACK.read_text())["services"]["client"]["environment"]
+    for var in ("LOAD_ARGS", "LAB_LOAD_METRICS_ARGS"):
+        assert stack_env[var] == "${" + var + ":-" + env(c)[var] + "}", var

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+
 from seashard_lab import plan
 from seashard_lab.swarm import resolve_image
 from seashard_lab.swarm_deployment import STACK_FILE, SwarmDeployment, lab_service
@@ -43,16 +44,24 @@ def test_only_an_image_in_a_registry_is_resolved_by_the_manager(image, mode):
     assert resolve_image(image) == mode
 
 
-def test_the_stack_gets_the_load_args_and_admin_args_from_plan(monkeypatch):
+def test_the_stack_gets_the_load_and_admin_args_from_plan(monkeypatch):
     monkeypatch.delenv("LOAD_ARGS", raising=False)
     d = SwarmDeployment.__new__(SwarmDeployment)
     d.image, d.clients = "seashard/lab:x", 3
     d.subnet = "10.231.5.0/24"
     env = SwarmDeployment.env(d)
-    assert env["LOAD_ARGS"] == f"{plan.LOAD_ARGS} {plan.LOAD_METRICS_ARGS}".strip()
+    assert env["LOAD_ARGS"] == plan.LOAD_ARGS
+    assert env["LAB_LOAD_METRICS_ARGS"] == plan.LOAD_METRICS_ARGS
+    assert env["LAB_SERVE_ADMIN_ARGS"] == plan.SERVE_ADMIN_ARGS
     assert env["LAB_CLIENTS"] == "3" and env["LAB_SUBNET"] == "10.231.5.0/24"
+    # ... and the stack file's own defaults are the same (a plain `docker stack deploy`)
     services = yaml.safe_load(STACK_FILE.read_text())["services"]
     for server in plan.SERVERS:
-        assert " ".join(services[server]["command"]).count(plan.SERVE_ADMIN_ARGS) == 1, server
-    default = services["client"]["environment"]["LOAD_ARGS"]
-    assert default == "${LOAD_ARGS:-" + plan.LOAD_ARGS + "}"
+        default = services[server]["environment"]["LAB_SERVE_ADMIN_ARGS"]
+        assert default == "${LAB_SERVE_ADMIN_ARGS:-" + plan.SERVE_ADMIN_ARGS + "}", server
+    client_env = services["client"]["environment"]
+    assert client_env["LOAD_ARGS"] == "${LOAD_ARGS:-" + plan.LOAD_ARGS + "}"
+    assert (
+        client_env["LAB_LOAD_METRICS_ARGS"]
+        == "${LAB_LOAD_METRICS_ARGS:-" + plan.LOAD_METRICS_ARGS + "}"
+    )
