@@ -203,6 +203,8 @@ class SwarmDeployment:
         left = self.swarm.stack_rm(self.project)
         if self.swarm.made_by_lab() and not self.swarm.lab_stacks() - {self.project}:
             self.swarm.leave()
+        if self.made_swarm and self.swarm.state() != "inactive" and not self.swarm.lab_stacks():
+            left.append("the swarm this deployment made")
         return left
 
     # ------------------------------------------------------------ looking in

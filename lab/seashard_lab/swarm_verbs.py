@@ -7,15 +7,16 @@ live in one place beside its deployment (swarm_deployment.py)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
+import sys
 import time
-from collections.abc import Iterator
 
+from . import ROOT
 from .deployment import build_image
-from .runtime import EngineError
-from .swarm_deployment import STACK_FILE, SwarmDeployment, SwarmLab, current, free_subnet
+from .runtime import Engine, EngineError, run_host
+from .swarm import Task
+from .swarm_deployment import STACK_FILE, SwarmDeployment, current, free_subnet
 from .ui import say
 
 
@@ -98,8 +99,9 @@ def show(deployment: SwarmDeployment) -> None:
     print()
     print(f"stack '{deployment.project}': {deployment.network_summary()}")
     print(f"{'SERVICE':<14} {'NODE':<16} {'STATE':<10} {'ADDRESS':<18} ENDPOINTS")
-    for t in tasks:
-        name = f"client-{t.slot}" if t.service == "client" else t.service
+    order = {name: n for n, name in enumerate(deployment.expected())}
+    named = sorted(((_name(t), t) for t in tasks), key=lambda nt: order.get(nt[0], len(order)))
+    for name, t in named:
         address = ",".join(t.addresses) or "-"
         state = t.state + (f" ({t.error})" if t.error and t.state != "running" else "")
         print(f"{name:<14} {t.node:<16} {state:<10} {address:<18} {_endpoints(name)}")
@@ -112,6 +114,10 @@ Watch it:
   docker exec $(docker ps -q -f name={stack}_posix-server) labctl restart [serve ARGS]
   scripts/lab down --swarm                    remove the stack (and a swarm the lab made)"""
     )
+
+
+def _name(task: Task) -> str:
+    return f"client-{task.slot}" if task.service == "client" else task.service
 
 
 def _endpoints(service: str) -> str:
@@ -130,32 +136,42 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def throwaway(clients: int = 2, timeout: float = 120.0) -> Iterator[SwarmLab]:
-    """A swarm lab of its own for the suites (stack seashard-lab-swarm-<hex> on
-    a free 10.231.N.0/24), always removed, and the swarm too if it made one;
-    raises if anything is left behind."""
-    deployment = SwarmDeployment(
-        os.environ.get("SEASHARD_LAB_TEST_PROJECT") or f"seashard-lab-swarm-{secrets.token_hex(3)}",
-        clients=clients,
-    )
-    deployment.subnet = free_subnet(deployment.engine)
-    deployment.plan = type(deployment.plan).from_env({"LAB_SUBNET": str(deployment.subnet)})
-    had_swarm = deployment.swarm.state() != "inactive"
-    lab: SwarmLab | None = None
+# the suites that run on a swarm lab by default (scripts/lab test --swarm)
+SWARM_SUITES = ("test_behaviour.py", "test_affinity.py", "test_timewait.py")
+
+
+def test(args: argparse.Namespace) -> int:
+    """pytest on a throw-away swarm lab: lab_tests' fixture with
+    SEASHARD_LAB_DEPLOYMENT=swarm; by default the suites in SWARM_SUITES."""
+    project = f"seashard-lab-swarm-{secrets.token_hex(3)}"
+    pytest_args = list(args.pytest_args) or [f"lab_tests/{suite}" for suite in SWARM_SUITES]
+    say(f"running lab_tests on a swarm (test stack {project}): {' '.join(pytest_args)}")
+    start = time.monotonic()
+    env = dict(os.environ, SEASHARD_LAB_TEST_PROJECT=project, SEASHARD_LAB_DEPLOYMENT="swarm")
     try:
-        states = deployment.up(timeout=timeout)
-        bad = {s: h for s, h in states.items() if h not in ("healthy", "none")}
-        if bad:
-            raise EngineError(f"swarm test lab {deployment.project} not healthy: {bad}")
-        lab = SwarmLab(deployment)
-        yield lab
+        res = run_host(
+            [sys.executable, "-m", "pytest", *pytest_args],
+            env=env,
+            capture=False,
+            timeout=3 * 3600,
+            cwd=ROOT,
+        )
     finally:
-        if lab is not None:
-            lab.close()
-        left = deployment.down()
-        if left:
-            raise EngineError(f"stack rm left {', '.join(left)}")
-        swarm = deployment.swarm
-        if not had_swarm and swarm.state() != "inactive" and not swarm.lab_stacks():
-            raise EngineError("the swarm made for the test lab is still there")
+        # the fixture removes its stack; again here, if pytest itself was killed
+        deployment = SwarmDeployment(project)
+        if deployment.engine.ok():
+            left = deployment.down()
+            if left:
+                say(f"test stack {project} was still there after its removal: {', '.join(left)}")
+    took = time.monotonic() - start
+    minutes, seconds = int(took // 60), took % 60
+    say(f"lab_tests (swarm) finished with exit status {res.rc} in {minutes} min {seconds:.0f} s")
+    return res.rc
+
+
+def test_deployment(project: str) -> SwarmDeployment:
+    """The swarm deployment lab_tests' fixture makes (SEASHARD_LAB_DEPLOYMENT=swarm):
+    stack ``project`` on a free 10.231.N.0/24, LAB_CLIENTS (2) clients."""
+    engine = Engine()
+    clients = int(os.environ.get("LAB_CLIENTS") or 2)
+    return SwarmDeployment(project, subnet=free_subnet(engine), clients=clients, engine=engine)
