@@ -184,11 +184,16 @@ class SwarmDeployment:
             time.sleep(1)
 
     def wait_healthy(self, timeout: float) -> dict[str, str]:
+        """Until each server is healthy or its program has exited, or ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             self.refresh()
             states = {s: self.health(s) for s in self.expected() if s in self._containers}
-            pending = [s for s, h in states.items() if h == "starting" and self.program_running(s)]
+            pending = [
+                s
+                for s, h in states.items()
+                if h == "starting" or (h == "unhealthy" and self.program_running(s))
+            ]
             missing = [s for s in self.expected() if s not in self._containers]
             if (not pending and not missing) or time.monotonic() > deadline:
                 return states | {s: "not on this node" for s in missing}
@@ -255,7 +260,16 @@ class SwarmDeployment:
         return self.engine.logs(self.container(service), since=since)
 
     def health(self, service: str) -> str:
-        return self.engine.health(self.container(service))
+        """As compose reports it: "healthy"/"unhealthy" for the servers, from
+        `lab-health` run here (the stack has no healthcheck: see its header),
+        "starting" until their program has started, "none" for the others."""
+        state = self.engine.health(self.container(service))
+        if state != "none" or service not in SERVERS:
+            return state
+        if self.exec(service, ["lab-health"], timeout=10).ok:
+            return "healthy"
+        status = self.exec(service, ["labctl", "status"], timeout=10)
+        return "starting" if "never started" in status.stdout else "unhealthy"
 
     def bridge(self) -> str:
         # An overlay's bridge lives in a namespace of its own, not on the host.
