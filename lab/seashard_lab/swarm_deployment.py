@@ -202,8 +202,10 @@ class SwarmDeployment:
     def down(self) -> list[str]:
         """Remove the stack (and its capture helpers); leave the swarm if the lab
         made it and no lab stack is left on it.  Returns what was left over."""
-        for helper in self.engine.helpers(self.project):
-            helper.remove(force=True)
+        if self.swarm.stack_services(self.project):
+            # capture helpers of this stack (not of a compose lab of the same name)
+            for helper in self.engine.helpers(self.project):
+                helper.remove(force=True)
         self._containers.clear()
         left = self.swarm.stack_rm(self.project)
         if self.swarm.made_by_lab() and not self.swarm.lab_stacks() - {self.project}:
