@@ -136,8 +136,16 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-# the suites that run on a swarm lab by default (scripts/lab test --swarm)
-SWARM_SUITES = ("test_behaviour.py", "test_affinity.py", "test_timewait.py")
+# the suites that run on a swarm lab by default (scripts/lab test --swarm); not
+# test_lab_smoke.py, which checks the compose lab's own plan (static addresses, br0)
+SWARM_SUITES = (
+    "test_behaviour.py",
+    "test_affinity.py",
+    "test_timewait.py",
+    "test_shard0_only.py",
+    "test_impairment.py",
+    "test_packets.py",
+)
 
 
 def test(args: argparse.Namespace) -> int:
