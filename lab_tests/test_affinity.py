@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from labkit import SERVERS
-from labops import CLIENTS, delta, shares
-from scenarios import hold_step, storm_step
+
+from seashard_lab.metrics import delta, shares
+from seashard_lab.plan import CLIENTS, SERVERS
+from seashard_lab.steps import hold_step, storm_step
 
 FAIR = 0.30
 
@@ -30,7 +31,7 @@ def server(request, quiet_clients) -> str:
 
 def test_each_shard_is_a_process_pinned_to_its_own_cpu(quiet_clients, server):
     lab = quiet_clients
-    shards = lab.ops.pids_and_cpus(server)
+    shards = lab.pids_and_cpus(server)
     assert sorted(shards) == [0, 1]
     host = lab.hosts[server]
     cpus = []
@@ -48,7 +49,7 @@ def test_each_shard_is_a_process_pinned_to_its_own_cpu(quiet_clients, server):
 
 def test_long_lived_connections_spread_and_never_change_shard(quiet_clients, server):
     lab = quiet_clients
-    result = hold_step(lab.ops, server, per_client=40, seconds=8, samples=3, gap=1.0)
+    result = hold_step(lab, server, per_client=40, seconds=8, samples=3, gap=1.0)
     assert not result.errors, result.errors[:10]
     assert all(s["ok"] for s in result.per_client.values())
     assert len(result.ours) == 80
@@ -69,7 +70,7 @@ def test_long_lived_connections_spread_and_never_change_shard(quiet_clients, ser
         assert set(by_client[shard]) == set(CLIENTS), f"shard {shard}: {by_client[shard]}"
 
     if server == "posix-server":
-        shards = lab.ops.pids_and_cpus(server)
+        shards = lab.pids_and_cpus(server)
         pid_shard = {info["pid"]: s for s, info in shards.items()}
         for n, pids in enumerate(result.pid_owners):
             for remote in result.ours:
@@ -107,7 +108,7 @@ def test_long_lived_connections_spread_and_never_change_shard(quiet_clients, ser
 
 def test_a_connection_storm_spreads_over_both_shards(quiet_clients, server):
     lab = quiet_clients
-    result = storm_step(lab.ops, server, per_client=150, concurrency=10)
+    result = storm_step(lab, server, per_client=150, concurrency=10)
     assert not result.errors, result.errors[:10]
     assert result.connections == 300
     assert sum(result.per_shard.values()) == 300, result.per_shard

@@ -10,8 +10,9 @@ impaired traffic.  The steps are those of `scripts/lab scenario lossy-link-echo`
 from __future__ import annotations
 
 import pytest
-from labkit import SERVERS
-from scenarios import lossy_echo_step
+
+from seashard_lab.plan import SERVERS
+from seashard_lab.steps import lossy_echo_step
 
 CLIENT = "client-2"
 
@@ -19,9 +20,9 @@ CLIENT = "client-2"
 @pytest.mark.parametrize("server", SERVERS, ids=["posix", "native"])
 def test_echo_stays_byte_exact_with_loss_and_reordering(lab, server):
     seed = 20 if server == "posix-server" else 21
-    with lab.ops.impaired(CLIENT, loss=0.05, reorder=0.25, seed=seed, duration=150) as link:
-        result = lossy_echo_step(lab.ops, server, CLIENT, sizes="1,1460,65536,262144")
-    assert lab.ops.exec(CLIENT, ["lab-impair", "status"]).rc == 3, "impairment still on"
+    with lab.impaired(CLIENT, loss=0.05, reorder=0.25, seed=seed, duration=150) as link:
+        result = lossy_echo_step(lab, server, CLIENT, sizes="1,1460,65536,262144")
+    assert lab.exec(CLIENT, ["lab-impair", "status"]).rc == 3, "impairment still on"
     assert not result.errors, result.errors
     assert all(r["exact"] and r["eof"] for r in result.sizes["results"])
     assert len(result.concurrent["results"]) == 8 and result.concurrent["ok"]
@@ -41,7 +42,7 @@ def test_the_link_is_plain_again_afterwards(lab):
     host = lab.hosts[CLIENT]
     assert lab.ips[CLIENT] in host.interface("eth0").addresses
     assert not host.interface("vr0").exists
-    summary = lab.ops.traffic(
-        CLIENT, "echo", "--host", lab.ops.service_ip("native-server"), "--sizes", "65536"
+    summary = lab.traffic(
+        CLIENT, "echo", "--host", lab.service_ip("native-server"), "--sizes", "65536"
     )
     assert summary["ok"]

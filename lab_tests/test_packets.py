@@ -8,7 +8,8 @@ dropped and counted, never answered, and the server keeps serving."""
 from __future__ import annotations
 
 import pytest
-from labkit import PORTS
+
+from seashard_lab.plan import PORTS
 
 SERVER = "native-server"
 # drop reasons that are not about malformed input (other traffic on the lab)
@@ -17,14 +18,14 @@ ORDINARY_DROPS = {"multicast", "not_our_mac", "broadcast", "not_for_us", "unsupp
 
 @pytest.fixture(scope="module")
 def native_mac(lab) -> str:
-    answers = lab.ops.probe("arp", "--ip", lab.ops.native_stack_ip)["answers"]
+    answers = lab.probe("arp", "--ip", lab.native_stack_ip)["answers"]
     assert answers, "no ARP answer from the native stack"
     return answers[0]["hwsrc"]
 
 
 def test_answers_arp_for_its_own_address(lab, native_mac):
-    ip = lab.ops.native_stack_ip
-    result = lab.ops.probe("arp", "--ip", ip, "--timeout", "2")
+    ip = lab.native_stack_ip
+    result = lab.probe("arp", "--ip", ip, "--timeout", "2")
     answers = result["answers"]
     assert len(answers) == 1, f"expected exactly one is-at for {ip}: {answers}"
     (answer,) = answers
@@ -36,31 +37,29 @@ def test_answers_arp_for_its_own_address(lab, native_mac):
 
 
 def test_answers_ping(lab):
-    before = lab.ops.metrics(SERVER).total("seashard_icmp_echo_replies_total")
-    result = lab.ops.probe("ping", "--ip", lab.ops.native_stack_ip, "--count", "3")
+    before = lab.metrics(SERVER).total("seashard_icmp_echo_replies_total")
+    result = lab.probe("ping", "--ip", lab.native_stack_ip, "--count", "3")
     replies = result["replies"]
     assert len(replies) == 3, result
     for seq, reply in enumerate(replies):
         assert reply["type"] == 0 and reply["id"] == result["id"] and reply["seq"] == seq
-        assert reply["payload_ok"] and reply["src"] == lab.ops.native_stack_ip
-    after = lab.ops.metrics(SERVER).total("seashard_icmp_echo_replies_total")
+        assert reply["payload_ok"] and reply["src"] == lab.native_stack_ip
+    after = lab.metrics(SERVER).total("seashard_icmp_echo_replies_total")
     assert after - before >= 3
 
 
 def test_syn_to_a_closed_port_gets_rst(lab):
-    before = lab.ops.metrics(SERVER).total("seashard_tcp_rst_sent_total")
-    result = lab.ops.probe("syn", "--ip", lab.ops.native_stack_ip, "--port", "4444")
+    before = lab.metrics(SERVER).total("seashard_tcp_rst_sent_total")
+    result = lab.probe("syn", "--ip", lab.native_stack_ip, "--port", "4444")
     reply = result["reply"]
     assert reply is not None, "no answer to a SYN on a closed port"
     assert reply["flags"] == "RA", reply
     assert reply["seq"] == 0 and reply["ack"] == (result["isn"] + 1) % 2**32, reply
-    assert lab.ops.metrics(SERVER).total("seashard_tcp_rst_sent_total") > before
+    assert lab.metrics(SERVER).total("seashard_tcp_rst_sent_total") > before
 
 
 def test_handshake_data_and_fin_get_the_right_acks(lab):
-    result = lab.ops.probe(
-        "handshake", "--ip", lab.ops.native_stack_ip, "--port", str(PORTS["echo"])
-    )
+    result = lab.probe("handshake", "--ip", lab.native_stack_ip, "--port", str(PORTS["echo"]))
     isn, n = result["isn"], result["data_len"]
     synack = result["synack"]
     assert synack is not None, "no SYN-ACK"
@@ -81,11 +80,11 @@ def test_handshake_data_and_fin_get_the_right_acks(lab):
 
 
 def test_malformed_frames_are_dropped_counted_and_harmless(lab, native_mac):
-    ip = lab.ops.native_stack_ip
-    pids = [s["pid"] for s in lab.ops.shards(SERVER)]
-    before = lab.ops.metrics(SERVER)
-    result = lab.ops.probe("malformed", "--ip", ip, "--mac", native_mac)
-    after = lab.ops.metrics(SERVER)
+    ip = lab.native_stack_ip
+    pids = [s["pid"] for s in lab.shards(SERVER)]
+    before = lab.metrics(SERVER)
+    result = lab.probe("malformed", "--ip", ip, "--mac", native_mac)
+    after = lab.metrics(SERVER)
     assert result["answers"] == [], f"a malformed frame was answered: {result['answers']}"
 
     drops: dict[str, float] = {}
@@ -101,7 +100,7 @@ def test_malformed_frames_are_dropped_counted_and_harmless(lab, native_mac):
     assert any(r.startswith("tcp_") for r in malformed), malformed
 
     # no harm: same processes, still serving
-    assert [s["pid"] for s in lab.ops.shards(SERVER)] == pids
-    assert lab.ops.labctl(SERVER, "status").ok
+    assert [s["pid"] for s in lab.shards(SERVER)] == pids
+    assert lab.labctl(SERVER, "status").ok
     served = lab.run("probe", "nc -w 5 %s %s < /dev/null", ip, str(PORTS["canned"]))
     assert served.stdout == "Seastar is the future!\n"

@@ -1,6 +1,7 @@
-"""`scripts/lab scenario`: the list, and one scenario replayed end to end on the
-test lab -- its readable lines, its artifacts folder (pcap of the lab network,
-logs, admin snapshots, summary.txt) and the lab restored afterwards."""
+"""`scripts/lab scenario`: the list, a bad file refused before the lab changes,
+and one scenario file replayed end to end on the test lab -- its readable
+lines, its artifacts folder (pcap of the lab network, logs, admin snapshots,
+summary.txt) and the lab restored afterwards."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import io
 import os
 import subprocess
 
-from conftest import LAB_SCRIPT
-from labops import CLIENTS, SERVERS
-from scenarios import SCENARIOS
+from seashard_lab import ROOT, SCENARIO_DIR
+from seashard_lab.plan import CLIENTS, SERVERS
+
+LAB_SCRIPT = ROOT / "scripts" / "lab"
 
 
-def scenario(lab, *args: str, artifacts=None) -> subprocess.CompletedProcess:
+def scenario(lab, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEASHARD_LAB_PROJECT=lab.project)
-    if artifacts is not None:
-        env["LAB_ARTIFACTS"] = str(artifacts)
     return subprocess.run(
         [str(LAB_SCRIPT), "scenario", *args],
         env=env,
@@ -26,33 +26,52 @@ def scenario(lab, *args: str, artifacts=None) -> subprocess.CompletedProcess:
     )
 
 
-def test_scenario_list_names_every_scenario(lab):
+def test_scenario_list_names_every_scenario_file(lab):
     listed = scenario(lab, "list")
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
-    assert names == list(SCENARIOS)
+    assert names == sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
     for required in (
         "timewait-restart",
         "shard0-only-listener",
         "connection-storm",
         "lossy-link-echo",
+        "restart-under-lossy-load",
+        "lba-port-parity",
     ):
         assert required in names
     unknown = scenario(lab, "no-such-scenario")
     assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
 
 
+def test_a_bad_scenario_file_changes_nothing_in_the_lab(lab, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[[step]]\ndo = "restart"\nsmp = 1\n\n[[step]]\ndo = "lod"\n')
+    before = lab.current_args("posix-server")
+    run = scenario(lab, str(path))
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"{path}:6: unknown step 'lod' (one of: restart, start, stop, pause-clients, "
+        "resume-clients, load, finish, impair, capture, wait, expect, note)"
+    )
+    assert run.stdout == ""
+    assert lab.current_args("posix-server") == before
+    assert not list(tmp_path.glob("scenario-*"))
+
+
 def test_shard0_only_scenario_reports_leaves_artifacts_and_restores_the_lab(lab, tmp_path):
     from scapy.all import TCP, rdpcap
 
-    run = scenario(lab, "shard0-only-listener", artifacts=tmp_path)
+    run = scenario(lab, "shard0-only-listener", "--artifacts", str(tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert any(line.startswith("posix -c 2 --shard0-only: 20 connections:") for line in lines)
+    assert any(line.startswith("posix -c 2 --shard0-only: 20 steer connections") for line in lines)
     assert any(
-        line.startswith("native -c 1 --shard0-only: 20 connections: served 20") for line in lines
+        line.startswith("native -c 1 --shard0-only: 20 steer connections from client-1: served 20")
+        for line in lines
     )
     assert any("lab restored to its normal state" in line for line in lines)
+    assert not any("UNEXPECTED" in line for line in lines)
 
     (folder,) = tmp_path.glob("scenario-shard0-only-listener-*")
     for name in ("summary.txt", "lab-network.pcap", "posix-server.log", "native-server.log"):
@@ -62,13 +81,13 @@ def test_shard0_only_scenario_reports_leaves_artifacts_and_restores_the_lab(lab,
             assert "seashard_shard_info" in (folder / when / f"{server}-metrics.txt").read_text()
     summary = (folder / "summary.txt").read_text()
     assert "replay:    scripts/lab scenario shard0-only-listener" in summary
-    assert "no listener on port 1234 on this shard" in summary
+    assert "no listener on port 1234 on this shard" in (folder / "posix-server.log").read_text()
     packets = rdpcap(io.BytesIO((folder / "lab-network.pcap").read_bytes()))
     ports = {p[TCP].dport for p in packets if p.haslayer(TCP)}
     assert 1234 in ports
 
     for server in SERVERS:
-        assert lab.ops.current_args(server) == lab.ops.default_args(server)
+        assert lab.current_args(server) == lab.default_args(server)
         assert lab.program_running(server)
     for client in CLIENTS:
         assert lab.program_running(client)

@@ -14,8 +14,9 @@ is shard 1 every time -- nothing of the test's would be served."""
 from __future__ import annotations
 
 import pytest
-from labkit import SERVERS
-from scenarios import steer_step
+
+from seashard_lab.plan import SERVERS
+from seashard_lab.steps import steer_step
 
 COUNT = 24
 
@@ -23,7 +24,7 @@ COUNT = 24
 @pytest.mark.parametrize("server", SERVERS, ids=["posix", "native"])
 def test_steered_connections_are_closed_or_reset_and_logged(quiet_clients, restore_servers, server):
     lab = restore_servers
-    result = steer_step(lab.ops, server, client="client-1", count=COUNT)
+    result = steer_step(lab, server, client="client-1", count=COUNT)
     assert "(shard 0 only)" in result.log, result.log[-2000:]
     outcomes = result.outcomes()
     assert "hang" not in outcomes, result.results
@@ -55,7 +56,7 @@ def test_steered_connections_are_closed_or_reset_and_logged(quiet_clients, resto
 @pytest.mark.parametrize("server", SERVERS, ids=["posix", "native"])
 def test_with_one_shard_every_connection_is_served(quiet_clients, restore_servers, server):
     lab = restore_servers
-    result = steer_step(lab.ops, server, smp=1, client="client-1", count=COUNT)
+    result = steer_step(lab, server, smp=1, client="client-1", count=COUNT)
     assert result.outcomes() == {"served": COUNT}, result.results
-    assert [s["shard"] for s in lab.ops.shards(server)] == [0]
+    assert [s["shard"] for s in lab.shards(server)] == [0]
     assert not any(result.logged(r["port"]) for r in result.results)

@@ -11,16 +11,16 @@ it, the restart succeeds and serves at once.  The steps are the ones
 from __future__ import annotations
 
 import pytest
-from labkit import PORTS, SERVERS
-from labops import ADDRESS_IN_USE
-from scenarios import timewait_step
+
+from seashard_lab.plan import ADDRESS_IN_USE, PORTS, SERVERS
+from seashard_lab.steps import timewait_step
 
 
 @pytest.mark.parametrize("server", SERVERS, ids=["posix", "native"])
 def test_restart_needs_reuse_address_while_connections_are_in_time_wait(restore_servers, server):
     lab = restore_servers
     client_ip = lab.ips["client-1"]
-    result = timewait_step(lab.ops, server, client="client-1", count=10)
+    result = timewait_step(lab, server, client="client-1", count=10)
 
     assert result.canned["ok"], result.canned["errors"]
     assert all(r["server_closed_first"] for r in result.canned["results"])

@@ -15,6 +15,8 @@ from .plan import PlanError
 from .runtime import EngineError
 from .verbs import VERBS
 
+PASS_ON = ("test", "logs")
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -35,7 +37,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # test and logs hand every word after the verb on (to pytest, to compose logs)
+    if argv and argv[0] in PASS_ON and not {"-h", "--help"} & set(argv[1:2]):
+        module = importlib.import_module(f".verbs.{argv[0]}", __package__)
+        args = argparse.Namespace(verb=argv[0], module=module, words=argv[1:])
+    else:
+        args = p.parse_args(argv)
     if args.verb is None:
         p.print_help(sys.stderr)
         return 2

@@ -60,11 +60,16 @@ def serve_args(
     lba: str | None = None,
     grace: float = 0,
     extra: Sequence[str] = (),
+    services: Sequence[str] = (),
 ) -> list[str]:
     """A server's default `seashard serve` arguments, changed as asked: the flags
-    the lab toggles are dropped from the defaults and set from the keywords."""
+    the lab toggles are dropped from the defaults and set from the keywords;
+    ``services`` (echo, canned, accept-logger) go right after ``serve``, where
+    argparse takes them."""
     args: list[str] = []
     i = 0
+    if defaults and defaults[0] == "serve":
+        args, i = ["serve", *services], 1
     while i < len(defaults):
         a = defaults[i]
         if a in ("--reuse-address", "--shard0-only"):

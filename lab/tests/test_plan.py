@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from seashard_lab import COMPOSE_FILE
 from seashard_lab.plan import (
     ADMIN_PORT,

@@ -157,7 +157,18 @@ class LoadOutcome:
     def errors(self) -> list[str]:
         return [e for s in self.per_client.values() for e in s["errors"]]
 
+    @property
+    def server_restarted(self) -> bool:
+        """The server's shards are other processes than when the load began."""
+        pids = [
+            {s: i.get("pid") for s, i in m.shard_info().items()} for m in (self.before, self.after)
+        ]
+        return pids[0] != pids[1]
+
     def rise(self, name: str, **match: str) -> dict[int, float]:
+        """How much a counter rose during the load (since the restart, if the server restarted)."""
+        if self.server_restarted:
+            return self.after.per_shard(name, **match)
         return delta(self.after.per_shard(name, **match), self.before.per_shard(name, **match))
 
     @property
@@ -246,6 +257,7 @@ def _serve_args(ctx: Context, server: str, p: dict[str, Any]) -> list[str] | Non
         lba=p.get("lba"),
         grace=p["grace"],
         extra=p.get("args") or (),
+        services=p.get("services") or (),
     )
 
 
@@ -269,11 +281,14 @@ def run_restart(ctx: Context, step: Any) -> None:
     ctx.restarts.append(outcome)
     shown = " ".join(args) if args else "its default arguments"
     state = f"ready after {seconds:.1f} s" if res.ok else f"after {seconds:.1f} s: {first!r}"
-    ctx.rep.line(f"{ctx.label(p)}: {step.kind} with {shown}: exit {res.rc}, {state}")
+    ctx.rep.line(
+        f"{ctx.label(p, '{stack}: ' + step.kind + ' with ' + shown)}: exit {res.rc}, {state}"
+    )
 
 
 def _check_restart(p: dict[str, Any]) -> tuple[str, str] | None:
-    if p.get("defaults") and (p.get("args") or p.get("smp") or p.get("lba") or p["shard0_only"]):
+    others = ("args", "smp", "lba", "shard0_only", "services")
+    if p.get("defaults") and any(p.get(k) for k in others):
         return "defaults", "'defaults = true' takes no other server arguments"
     return None
 
@@ -287,6 +302,12 @@ RESTART_PARAMS = {
     "lba": Param("str", None, "--lba", choices=("connection_distribution", "port", "fixed")),
     "grace": Param("number", 0, "--grace seconds", minimum=0),
     "args": Param("list[str]", [], "more `seashard serve` arguments, as words"),
+    "services": Param(
+        "list[str]",
+        [],
+        "only these services (default: all three)",
+        choices=("echo", "canned", "accept-logger"),
+    ),  # fmt: skip
 }
 
 
@@ -380,7 +401,10 @@ def describe_load(ctx: Context, out: LoadOutcome, label: str) -> None:
         head += f": {sizes}" + (" ..." if len(results) > 12 else "")
     else:
         head += f": ok {ok}/{len(results)}"
-    parts = [head, f"per shard: {shard_counts(out.per_shard)}"]
+    rise = "owners per shard" if out.hold is not None else "connections_total rise per shard"
+    if out.hold is None and out.server_restarted:
+        rise += " (since the server's restart)"
+    parts = [head, f"{rise}: {shard_counts(out.per_shard)}"]
     if out.hold is not None:
         parts.append(
             f"by client per shard {out.hold.per_shard_client()}; owner changes over "
@@ -497,7 +521,7 @@ IMPAIR_PARAMS = {
     "loss": Param("number", 0.0, "fraction of frames dropped", minimum=0, maximum=0.99),
     "reorder": Param("number", 0.0, "fraction of frames held back", minimum=0, maximum=0.99),
     "duplicate": Param("number", 0.0, "fraction of frames sent twice", minimum=0, maximum=0.99),
-    "delay": Param("number", 0, "ms of delay (netem only)", minimum=0, maximum=10000),
+    "delay": Param("number", 1, "ms of delay (netem only; its reordering needs 1)", minimum=0),
     "seed": Param("int", 1, "the relay's random seed (netem has none)"),
     "duration": Param("number", 240, "seconds, then the link restores itself", minimum=1),
     "off": Param("bool", False, "restore the link now (and say what the impairment did)"),
@@ -652,11 +676,9 @@ def _check_expect(p: dict[str, Any]) -> tuple[str, str] | None:
         return "rise_at_least", "'rise_at_least'/'rise_at_most' need a 'counter'"
     if p.get("counter") and not has_rise:
         return "counter", "a 'counter' needs 'rise_at_least' or 'rise_at_most'"
-    checks = [
-        k
-        for k, v in p.items()
-        if v not in (None, False) and k not in ("label", "of", "port", "shard")
-    ]
+    skip = ("label", "of", "port", "shard")
+    # identity, not equality: exit_code = 0 is a check (0 == False)
+    checks = [k for k, v in p.items() if v is not None and v is not False and k not in skip]
     if not checks:
         return "do", "an expect step with nothing to check"
     return None

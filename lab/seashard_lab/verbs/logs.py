@@ -10,14 +10,12 @@ HELP = "compose logs (e.g. `scripts/lab logs posix-server -f`)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("service", nargs="?", help="one service (default: all)")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="compose logs options")
+    p.add_argument("words", nargs=argparse.REMAINDER, help="[SERVICE] [compose logs options]")
 
 
 def run(args: argparse.Namespace) -> int:
-    words = [args.service] if args.service else []
-    options = list(args.options)
-    if args.service and args.service.startswith("-"):
-        options, words = [args.service, *options], []
-    res = current().compose_run("logs", *options, *words, capture=False, timeout=24 * 3600)
+    # the service first, as `scripts/lab logs posix-server -f` has it; compose wants it last
+    services = [w for w in args.words[:1] if not w.startswith("-")]
+    options = args.words[len(services) :]
+    res = current().compose_run("logs", *options, *services, capture=False, timeout=24 * 3600)
     return res.rc

@@ -19,7 +19,7 @@ HELP = "pytest lab_tests on a throw-away lab of their own"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     swarm_verbs.add_arguments(p, "test")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    p.add_argument("words", nargs=argparse.REMAINDER, help="pytest arguments")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
     say(f"running lab_tests with {sys.executable} on compose {compose} (test lab {project})")
     start = time.monotonic()
     env = dict(os.environ, SEASHARD_LAB_TEST_PROJECT=project)
+    # every suite, unless the arguments name some (e.g. lab_tests/test_lab_smoke.py)
+    named = any(a.startswith("lab_tests") for a in args.words)
     try:
         res = run_host(
-            [sys.executable, "-m", "pytest", "lab_tests", *args.pytest_args],
+            [sys.executable, "-m", "pytest", *([] if named else ["lab_tests"]), *args.words],
             env=env,
             capture=False,
             timeout=3 * 3600,
