@@ -152,7 +152,10 @@ def test(args: argparse.Namespace) -> int:
     """pytest on a throw-away swarm lab: lab_tests' fixture with
     SEASHARD_LAB_DEPLOYMENT=swarm; by default the suites in SWARM_SUITES."""
     project = f"seashard-lab-swarm-{secrets.token_hex(3)}"
-    pytest_args = list(args.pytest_args) or [f"lab_tests/{suite}" for suite in SWARM_SUITES]
+    # SWARM_SUITES, unless the arguments name some (as verbs/test.py)
+    named = any(a.startswith("lab_tests") for a in args.words)
+    suites = [] if named else [f"lab_tests/{suite}" for suite in SWARM_SUITES]
+    pytest_args = [*suites, *args.words]
     say(f"running lab_tests on a swarm (test stack {project}): {' '.join(pytest_args)}")
     start = time.monotonic()
     env = dict(os.environ, SEASHARD_LAB_TEST_PROJECT=project, SEASHARD_LAB_DEPLOYMENT="swarm")
