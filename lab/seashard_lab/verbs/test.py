@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.swarm:
+    # `test --swarm [WORDS]`: the words after the verb come here unparsed (cli.PASS_ON)
+    if args.words[:1] == ["--swarm"]:
+        args.words = args.words[1:]
         return swarm_verbs.test(args)
     project = f"seashard-lab-test-{secrets.token_hex(3)}"
     compose = Compose.detect()
