@@ -42,7 +42,7 @@ from .plan import (
     AddressPlan,
 )
 from .runtime import Engine, EngineError, Result
-from .swarm import SERVICE_NAME_LABEL, TASK_NAME_LABEL, Swarm, Task
+from .swarm import SERVICE_NAME_LABEL, TASK_NAME_LABEL, Swarm, Task, resolve_image
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "lab-stack.yml"
 NETWORK = "lab"  # the stack's overlay network (STACK_lab)
@@ -153,7 +153,9 @@ class SwarmDeployment:
     def up(self, *, wait: bool = True, timeout: float = 120.0) -> dict[str, str]:
         """Deploy the stack; with ``wait``, until every task runs and is healthy.
         Returns each service's health (as ComposeDeployment.up)."""
-        if not self.engine.image_exists(self.image):
+        # a local image must be here (and on every node: --image-to); the nodes pull
+        # one from a registry themselves
+        if resolve_image(self.image) == "never" and not self.engine.image_exists(self.image):
             raise EngineError(f"no image {self.image} on this node: scripts/lab build")
         self.ensure_swarm()
         res = self.swarm.stack_deploy(self.project, STACK_FILE, self.env())

@@ -125,6 +125,12 @@ def test_the_native_server_reads_a_veth_with_the_pods_own_address():
     assert workloads()["native-server"]["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_no_cpu_limit_on_the_pinned_servers():
+    # a CFS quota would throttle shards that are each pinned to a CPU
+    for server in ("posix-server", "native-server"):
+        assert "cpu" not in container(server)["resources"].get("limits", {}), server
+
+
 def test_clients_can_impair_their_own_link():
     c = container("client")
     assert set(c["securityContext"]["capabilities"]["add"]) >= {"NET_ADMIN", "NET_RAW"}
