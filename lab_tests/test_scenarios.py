@@ -30,16 +30,9 @@ def test_scenario_list_names_every_scenario_file(lab):
     listed = scenario(lab, "list")
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    # (lab/tests/test_scenario_files.py checks that the built-in ones are all there)
     assert names == sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
-    for required in (
-        "timewait-restart",
-        "shard0-only-listener",
-        "connection-storm",
-        "lossy-link-echo",
-        "restart-under-lossy-load",
-        "lba-port-parity",
-    ):
-        assert required in names
+    assert all(len(line.split(None, 1)) == 2 for line in listed.stdout.splitlines()), listed.stdout
     unknown = scenario(lab, "no-such-scenario")
     assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
 

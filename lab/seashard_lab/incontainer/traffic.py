@@ -36,6 +36,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 CANNED = b"Seastar is the future!\n"
@@ -95,21 +96,43 @@ async def read_until_eof(reader: asyncio.StreamReader, limit: int) -> bytes:
     return bytes(data)
 
 
+async def one_connection(
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    work: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    abort: bool = False,
+) -> dict[str, Any]:
+    """Connect, run ``work``, close (``abort``: with a RST), and time it: every
+    failure lands in info["error"], never in an exception."""
+    start = time.monotonic()
+    writer = None
+    try:
+        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+        await work(reader, writer)
+    except BaseException as exc:  # noqa: BLE001 - report every failure per connection
+        info["error"] = describe(exc)
+    finally:
+        if writer is not None:
+            sock = writer.get_extra_info("socket")
+            if abort and sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+    info["seconds"] = round(time.monotonic() - start, 4)
+    return info
+
+
 # ---------------------------------------------------------------- echo
 
 
 async def echo_one(args: argparse.Namespace, size: int, index: int) -> dict[str, Any]:
     payload = random.Random(f"{args.seed}-{size}-{index}").randbytes(size)
     info: dict[str, Any] = {"size": size, "port": None, "ok": False}
-    start = time.monotonic()
-    writer = None
-    try:
-        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+
+    async def work(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         got = bytearray()
         state = {"at_shutdown": None}
 
         async def send() -> None:
-            assert writer is not None
             view = memoryview(payload)
             for off in range(0, size, 256 * 1024):
                 writer.write(view[off : off + 256 * 1024])
@@ -144,13 +167,8 @@ async def echo_one(args: argparse.Namespace, size: int, index: int) -> dict[str,
         elif rest:
             info["error"] = f"{len(rest)} bytes after the echo instead of EOF"
         info["ok"] = info["exact"] and info["eof"]
-    except BaseException as exc:  # noqa: BLE001 - report every failure per connection
-        info["error"] = describe(exc)
-    finally:
-        if writer is not None:
-            writer.close()
-    info["seconds"] = round(time.monotonic() - start, 4)
-    return info
+
+    return await one_connection(args, info, work)
 
 
 async def mode_echo(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,10 +202,8 @@ async def limited(n: int, coros: list[Any]) -> list[Any]:
 async def read_to_eof_one(args: argparse.Namespace, expected: bytes) -> dict[str, Any]:
     """Connect, send nothing, read to EOF (the canned server's reply, the logger's nothing)."""
     info: dict[str, Any] = {"port": None, "ok": False}
-    start = time.monotonic()
-    writer = None
-    try:
-        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+
+    async def work(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # nothing written, nothing closed: an EOF here means the server closed first
         data = await asyncio.wait_for(read_until_eof(reader, 4096), args.timeout)
         info["server_closed_first"] = True
@@ -195,13 +211,8 @@ async def read_to_eof_one(args: argparse.Namespace, expected: bytes) -> dict[str
         if not info["exact"]:
             info["error"] = f"got {data[:60]!r}, expected {expected!r}"
         info["ok"] = info["exact"]
-    except BaseException as exc:  # noqa: BLE001
-        info["error"] = describe(exc)
-    finally:
-        if writer is not None:
-            writer.close()
-    info["seconds"] = round(time.monotonic() - start, 4)
-    return info
+
+    return await one_connection(args, info, work)
 
 
 async def mode_canned(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,25 +232,15 @@ async def short_one(args: argparse.Namespace) -> dict[str, Any]:
     """Connect, one byte there and back, then an abortive close (RST): nothing is
     left in TIME_WAIT on either side, so runs can follow each other at once."""
     info: dict[str, Any] = {"port": None, "ok": False}
-    start = time.monotonic()
-    writer = None
-    try:
-        reader, writer = await open_conn(args.host, args.port, args.timeout, info)
+
+    async def work(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"x")
         back = await asyncio.wait_for(reader.readexactly(1), args.timeout)
         info["exact"] = info["ok"] = back == b"x"
         if not info["ok"]:
             info["error"] = f"echo differs: {back!r}"
-    except BaseException as exc:  # noqa: BLE001
-        info["error"] = describe(exc)
-    finally:
-        if writer is not None:
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.close()
-    info["seconds"] = round(time.monotonic() - start, 4)
-    return info
+
+    return await one_connection(args, info, work, abort=True)
 
 
 async def mode_short(args: argparse.Namespace) -> dict[str, Any]:

@@ -498,15 +498,17 @@ LOAD_PARAMS = {
 # ---------------------------------------------------------------- impair, capture, wait
 
 
+def link_restored(rep: Report, who: str, counts: dict[str, int]) -> None:
+    rep.line(
+        f"{who}: link restored; impairment: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+
+
 def run_impair(ctx: Context, step: Any) -> None:
     p = step.params
     client = p["client"]
     if p["off"]:
-        counts = ctx.lab.impair_off(client)
-        ctx.rep.line(
-            f"{ctx.label(p, client)}: link restored; impairment: "
-            + ", ".join(f"{k} {v}" for k, v in counts.items())
-        )
+        link_restored(ctx.rep, ctx.label(p, client), ctx.lab.impair_off(client))
         return
     settings = {k: p[k] for k in ("loss", "reorder", "duplicate", "delay", "seed", "duration")}
     res = ctx.lab.impair_on(client, **settings)

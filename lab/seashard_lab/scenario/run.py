@@ -22,7 +22,7 @@ from ..capture import CaptureHelper
 from ..deployment import Deployment
 from ..lab import Lab
 from ..plan import CLIENTS, DEFAULT_PROJECT, SERVER_OF, SERVERS
-from .library import KINDS, Context, Report, stop_captures
+from .library import KINDS, Context, Report, link_restored, stop_captures
 from .parse import Scenario
 
 
@@ -46,11 +46,7 @@ def restore(lab: Lab, rep: Report) -> list[str]:
     for client in CLIENTS:
         try:
             if lab.impaired_now(client):
-                counts = lab.impair_off(client)
-                rep.line(
-                    f"{client}: link restored; impairment: "
-                    + ", ".join(f"{k} {v}" for k, v in counts.items())
-                )
+                link_restored(rep, client, lab.impair_off(client))
         except Exception as exc:  # noqa: BLE001 - restore_all tries again and reports
             rep.line(f"{client}: could not restore the link: {exc}")
     return lab.restore_all()
