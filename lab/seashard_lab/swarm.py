@@ -31,11 +31,16 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from .plan import HELPER_LABEL
 from .runtime import Engine, EngineError, Result, run_host
 
 STACK_LABEL = "com.docker.stack.namespace"
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
+# docker's network namespaces on the host (overlays: 1-<network id[:10]>), and
+# where the overlay capture helper sees them
+HOST_NETNS_DIR = "/var/run/docker/netns"
+HELPER_NETNS_DIR = "/run/docker-netns"
 # on the node of a swarm the lab made: `down` may leave it
 MADE_LABEL = "seashard.lab.made-swarm"
 # ... and remove the bridge `swarm init` made for the tasks' way out, if it made it
@@ -249,6 +254,37 @@ class Swarm:
                     )
                 )
         return sorted(out, key=lambda t: (t.service, t.slot or 0))
+
+    # ------------------------------------------------------------ captures
+
+    def overlay_netns(self, stack: str, name: str) -> str:
+        """The network namespace of the stack's overlay on this node (its bridge br0
+        and a veth per local task live there), as a path inside OverlayHelper."""
+        net = self.network(stack, name)
+        ns = f"1-{net.id[:10]}"
+        if not os.path.exists(os.path.join(HOST_NETNS_DIR, ns)):
+            raise EngineError(f"no namespace {ns} of {net.name} in {HOST_NETNS_DIR} on this node")
+        return f"{HELPER_NETNS_DIR}/{ns}"
+
+    def run_overlay_helper(self, project: str, image: str) -> Container:
+        """An idle helper container that can enter the overlays' namespaces
+        (``nsenter --net=...``): docker's netns directory read-only, CAP_SYS_ADMIN
+        for setns, unconfined (the default seccomp and AppArmor profiles forbid
+        setns); labelled with the project, as every capture helper."""
+        try:
+            return self.client.containers.run(
+                image,
+                ["infinity"],
+                entrypoint=["sleep"],
+                network_mode="none",
+                cap_add=["SYS_ADMIN", "NET_ADMIN", "NET_RAW"],
+                security_opt=["apparmor=unconfined", "seccomp=unconfined"],
+                volumes={HOST_NETNS_DIR: {"bind": HELPER_NETNS_DIR, "mode": "ro"}},
+                labels={HELPER_LABEL: project},
+                detach=True,
+            )
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"overlay capture helper from {image} did not start: {exc}") from None
 
     # ------------------------------------------------------------ images
 

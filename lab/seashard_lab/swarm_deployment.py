@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from docker.models.containers import Container
 
 from . import ROOT
+from .capture import CaptureHelper
 from .lab import Lab, LabError
 from .plan import (
     ADMIN_PORT,
@@ -225,6 +226,14 @@ class SwarmDeployment:
             if service:
                 self._containers[service] = c  # the newest running task of each slot
 
+    def running(self) -> bool:
+        return bool(self.swarm.containers(self.project, running=True))
+
+    @property
+    def lab_class(self) -> type[Lab]:
+        """The `Lab` for this deployment (scenario/run.py asks)."""
+        return SwarmLab
+
     def services(self) -> list[str]:
         if not self._containers:
             self.refresh()
@@ -276,8 +285,9 @@ class SwarmDeployment:
         return "starting" if "never started" in status.stdout else "unhealthy"
 
     def bridge(self) -> str:
-        # An overlay's bridge lives in a namespace of its own, not on the host.
-        raise EngineError("a swarm overlay has no host bridge: capture in a task (capture SERVICE)")
+        # An overlay's bridge lives in a namespace of its own, not on the host:
+        # SwarmLab.bridge_capture goes there (OverlayCaptureHelper).
+        raise EngineError("a swarm overlay has no host bridge: its br0 is in the overlay's netns")
 
     def is_internal(self) -> bool:
         return bool(self.swarm.network(self.project, NETWORK).attrs.get("Internal"))
@@ -301,10 +311,32 @@ def _task_name(task: Task) -> str:
     return f"client-{task.slot}" if task.service == "client" else task.service
 
 
+class OverlayCaptureHelper(CaptureHelper):
+    """Captures of the whole lab on a swarm: tcpdump on the overlay's bridge br0,
+    in the overlay's own network namespace on this node (every frame between the
+    tasks here; the compose lab's counterpart is its host bridge)."""
+
+    def __init__(self, deployment: SwarmDeployment) -> None:
+        self.deployment = deployment
+        self.where, self.default_iface = "lab", "br0"
+        self.netns = deployment.swarm.overlay_netns(deployment.project, NETWORK)
+        self.container = deployment.swarm.run_overlay_helper(deployment.project, deployment.image)
+
+    def _sh(self, command: str, timeout: float = 30.0) -> Result:
+        argv = ["nsenter", f"--net={self.netns}", "sh", "-c", command]
+        return self.deployment.engine.exec(self.container, argv, timeout=timeout)
+
+
 class SwarmLab(Lab):
-    """`Lab` on a swarm stack: where the native stack and the admin pages are."""
+    """`Lab` on a swarm stack: where the native stack, the admin pages and the
+    whole lab's traffic are."""
 
     deployment: SwarmDeployment
+
+    def bridge_capture(self) -> CaptureHelper:
+        if self._bridge is None:
+            self._bridge = OverlayCaptureHelper(self.deployment)
+        return self._bridge
 
     @property
     def native_stack_ip(self) -> str:

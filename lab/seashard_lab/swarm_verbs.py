@@ -21,11 +21,11 @@ from .ui import say
 
 
 def add_arguments(p: argparse.ArgumentParser, verb: str) -> None:
-    p.add_argument(
-        "--swarm",
-        action="store_true",
-        help=f"{verb} the lab as a Docker Swarm stack (deploy/swarm/lab-stack.yml)",
-    )
+    what = {
+        "up": "deploy the lab as a Docker Swarm stack (deploy/swarm/lab-stack.yml)",
+        "down": "remove the swarm stack, and the swarm if the lab made it",
+    }.get(verb, "on the lab deployed as a Docker Swarm stack (up --swarm)")
+    p.add_argument("--swarm", action="store_true", help=what)
     if verb == "up":
         p.add_argument(
             "--clients",
@@ -145,6 +145,7 @@ SWARM_SUITES = (
     "test_shard0_only.py",
     "test_impairment.py",
     "test_packets.py",
+    "test_scenarios.py",
 )
 
 
