@@ -21,10 +21,26 @@ from . import parse
 from .capture import Capture, CaptureHelper
 from .deployment import Deployment
 from .metrics import Metrics
-from .plan import ADMIN_PORT, CLIENTS, SERVERS
+from .plan import ADMIN_PORT, CLIENTS, PORTS, SERVERS
 from .runtime import EngineError, Result, Stream
 
 SCRIPT_DIR = "/tmp/seashard-lab"
+# which service each client mode of incontainer/traffic.py talks to
+MODE_SERVICE = {
+    "echo": "echo",
+    "hold": "echo",
+    "steer": "echo",
+    "short": "echo",
+    "canned": "canned",
+    "accept": "accept-logger",
+}
+
+
+def with_port(args: Sequence[str], service: str) -> list[str]:
+    """``args`` with ``--port`` of ``service`` (plan.PORTS) unless they name one."""
+    return list(args) if "--port" in args else [*args, "--port", str(PORTS[service])]
+
+
 SCRIPTS = ("traffic.py", "probe.py")
 
 
@@ -225,7 +241,8 @@ class Lab:
     def traffic(self, client: str, *args: str, timeout: float = 120.0) -> dict[str, Any]:
         """incontainer/traffic.py ARGS in a client container: its JSON summary."""
         script = self._script(client, "traffic.py")
-        res = self.exec(client, ["python3", script, *args], timeout=timeout)
+        argv = ["python3", script, *with_port(args, MODE_SERVICE[args[0]])]
+        res = self.exec(client, argv, timeout=timeout)
         try:
             summary = parse.last_json(res.stdout)
         except parse.ParseError:
@@ -241,7 +258,7 @@ class Lab:
     def probe(self, *args: str, timeout: float = 60.0) -> dict[str, Any]:
         """incontainer/probe.py ARGS (scapy) in the probe container: its JSON summary."""
         script = self._script("probe", "probe.py")
-        res = self.exec("probe", ["python3", script, *args], timeout=timeout)
+        res = self.exec("probe", ["python3", script, *with_port(args, "echo")], timeout=timeout)
         try:
             summary = parse.last_json(res.stdout)
         except parse.ParseError:
@@ -355,9 +372,8 @@ class Background:
     def __init__(self, lab: Lab, client: str, args: list[str]) -> None:
         self.lab, self.client, self.args = lab, client, args
         script = lab._script(client, "traffic.py")
-        self.stream: Stream = lab.engine.exec_stream(
-            lab.deployment.container(client), ["python3", script, *args]
-        )
+        argv = ["python3", script, *with_port(args, MODE_SERVICE[args[0]])]
+        self.stream: Stream = lab.engine.exec_stream(lab.deployment.container(client), argv)
 
     def wait_event(self, event: str, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

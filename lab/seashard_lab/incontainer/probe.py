@@ -260,7 +260,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="labprobe")
     p.add_argument("check", choices=sorted(CHECKS))
     p.add_argument("--ip", required=True)
-    p.add_argument("--port", type=int, default=1234)
+    p.add_argument("--port", type=int, required=True)  # seashard_lab.lab passes plan's
     p.add_argument("--mac", default="")
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--timeout", type=float, default=3.0)

@@ -40,14 +40,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 CANNED = b"Seastar is the future!\n"
-DEFAULT_PORTS = {
-    "echo": 1234,
-    "hold": 1234,
-    "steer": 1234,
-    "short": 1234,
-    "canned": 1235,
-    "accept": 1236,
-}
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -373,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="labtraffic")
     p.add_argument("mode", choices=sorted(MODES))
     p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, default=None)
+    # the service's port: seashard_lab.lab passes it (plan.PORTS, the one place)
+    p.add_argument("--port", type=int, required=True)
     p.add_argument("--sizes", default="1,1024")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--count", type=int, default=10)
@@ -388,8 +381,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     global AUTOBIND, RATE
     AUTOBIND, RATE = args.autobind, args.rate
-    if args.port is None:
-        args.port = DEFAULT_PORTS[args.mode]
     if args.mode == "hold" and args.concurrency == 1:
         args.concurrency = 32
     start = time.monotonic()

@@ -1,4 +1,4 @@
-"""scenario list | FILE | NAME: run a scenario file (scenarios/NAME.toml) on the live lab.
+"""scenario list | steps | FILE | NAME: run a scenario file (scenarios/NAME.toml) on the live lab.
 
 A few lines of what happened, and artifacts/scenario-NAME-TIME/ with a pcap
 of the lab network, the logs, admin snapshots and summary.txt.  A bad file:
@@ -14,13 +14,16 @@ from pathlib import Path
 from .. import ARTIFACTS, swarm_deployment, swarm_verbs
 from ..deployment import current
 from ..scenario import ScenarioError, find, listing, load
+from ..scenario.library import describe_library
 from ..scenario.run import run_scenario
 
 HELP = "run a scenario file on the live lab (list: the built-in ones)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="'list', a scenario file, or the name of one in scenarios/")
+    p.add_argument(
+        "scenario", help="'list', 'steps' (the step library), a file, or a name in scenarios/"
+    )
     p.add_argument(
         "--artifacts",
         type=Path,
@@ -35,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario in ("list", "ls"):
         for name, about in listing():
             print(f"{name:<24}  {about}")
+        return 0
+    if args.scenario == "steps":
+        print(describe_library())
         return 0
     try:
         scenario = load(find(args.scenario))
