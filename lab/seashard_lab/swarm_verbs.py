@@ -111,6 +111,8 @@ def show(deployment: SwarmDeployment) -> None:
 Watch it:
   docker service logs -f {stack}_client        every client's load generator, task by task
   docker service ps {stack}_native-server      where a task runs, and why it is not running
+  scripts/lab capture --swarm lab 30          30 s of the whole lab (the overlay's bridge)
+  scripts/lab scenario --swarm list           replay a situation (scenarios/*.toml) with a pcap
   docker exec $(docker ps -q -f name={stack}_posix-server) labctl restart [serve ARGS]
   scripts/lab down --swarm                    remove the stack (and a swarm the lab made)"""
     )
