@@ -125,6 +125,15 @@ def test_the_native_server_reads_a_veth_with_the_pods_own_address():
     assert workloads()["native-server"]["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_servers_stay_resolvable_and_alive_while_the_lab_restarts_them():
+    for server in ("posix-server", "native-server"):
+        c = container(server)
+        # readiness is reported, but never restarts the container (labctl restarts in place)
+        assert c["readinessProbe"]["exec"]["command"] == ["lab-health"]
+        assert "livenessProbe" not in c, server
+        assert by_kind("Service")[server]["spec"]["publishNotReadyAddresses"] is True
+
+
 def test_no_cpu_limit_on_the_pinned_servers():
     # a CFS quota would throttle shards that are each pinned to a CPU
     for server in ("posix-server", "native-server"):
