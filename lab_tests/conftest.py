@@ -13,8 +13,9 @@ leaves (connections per shard over time, shares, latency CDF).
 Environment:
   SEASHARD_LAB_REUSE=PROJECT  use that running lab (e.g. seashard-lab from
                               `scripts/lab up`) and leave it running
-  SEASHARD_LAB_DEPLOYMENT     compose (default); other deployments of the same
-                              interface plug in at `make_deployment`
+  SEASHARD_LAB_DEPLOYMENT     compose (default), or swarm: a stack on the engine's
+                              swarm (`scripts/lab test --swarm` sets it); other
+                              deployments of the interface plug in at `make_deployment`
   LAB_HEALTH_TIMEOUT          seconds to wait for the healthchecks (90)
   LAB_KEEP=1                  do not tear the test lab down (debugging)
 """
@@ -33,11 +34,12 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from seashard_lab import ARTIFACTS, ROOT
+from seashard_lab import ARTIFACTS, ROOT, swarm_verbs
 from seashard_lab.deployment import ComposeDeployment, Deployment, current
 from seashard_lab.lab import Lab
 from seashard_lab.plan import CLIENTS, SERVERS, AddressPlan
 from seashard_lab.runtime import Engine
+from seashard_lab.swarm_deployment import SwarmDeployment, SwarmLab
 
 LAB_SCRIPT = ROOT / "scripts" / "lab"
 
@@ -53,11 +55,25 @@ class TestLab(Lab):
         }
 
 
+class SwarmTestLab(SwarmLab, TestLab):
+    """The same on a swarm stack (SwarmLab: where the native stack and admin pages are)."""
+
+
 def make_deployment(project: str, plan: AddressPlan) -> Deployment:
     kind = os.environ.get("SEASHARD_LAB_DEPLOYMENT", "compose")
     if kind == "compose":
         return ComposeDeployment(project, plan)
-    raise pytest.UsageError(f"SEASHARD_LAB_DEPLOYMENT={kind}: unknown (compose)")
+    if kind == "swarm":
+        # a stack on the engine's swarm, on a free 10.231.N.0/24 (a one-node swarm is
+        # made when there is none, and left by down() once no lab stack is on it)
+        return swarm_verbs.test_deployment(project)
+    raise pytest.UsageError(f"SEASHARD_LAB_DEPLOYMENT={kind}: unknown (compose, swarm)")
+
+
+def make_lab(deployment: Deployment) -> TestLab:
+    if isinstance(deployment, SwarmDeployment):
+        return SwarmTestLab(deployment)
+    return TestLab(deployment)
 
 
 def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
@@ -122,7 +138,7 @@ def lab():
         {"LAB_SUBNET": str(free_subnet(engine)), "LAB_BRIDGE": f"sslab-{token}"}
     )
     deployment = make_deployment(project, plan)
-    handle = TestLab(deployment)
+    handle = make_lab(deployment)
 
     def teardown() -> None:
         handle.close()

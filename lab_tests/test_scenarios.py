@@ -11,14 +11,16 @@ import subprocess
 
 from seashard_lab import ROOT, SCENARIO_DIR
 from seashard_lab.plan import CLIENTS, SERVERS
+from seashard_lab.swarm_deployment import SwarmDeployment
 
 LAB_SCRIPT = ROOT / "scripts" / "lab"
 
 
 def scenario(lab, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEASHARD_LAB_PROJECT=lab.project)
+    swarm = ["--swarm"] if isinstance(lab.deployment, SwarmDeployment) else []
     return subprocess.run(
-        [str(LAB_SCRIPT), "scenario", *args],
+        [str(LAB_SCRIPT), "scenario", *swarm, *args],
         env=env,
         capture_output=True,
         text=True,

@@ -403,3 +403,13 @@ class Stream:
     @property
     def running(self) -> bool:
         return bool(self._api.exec_inspect(self._exec_id).get("Running"))
+
+
+def __getattr__(name: str) -> Any:
+    """``runtime.Swarm``: the swarm and stack half of this layer, in swarm.py (which
+    builds on Engine and run_host here, hence the lazy import)."""
+    if name == "Swarm":
+        from .swarm import Swarm
+
+        return Swarm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

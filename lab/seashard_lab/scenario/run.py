@@ -88,7 +88,8 @@ def run_steps(ctx: Context, scenario: Scenario) -> None:
 
 def run_scenario(deployment: Deployment, scenario: Scenario, artifacts: Path) -> int:
     """0: as expected; 1: an expectation failed; 2: an error (or the lab not restored)."""
-    lab = Lab(deployment)
+    # a deployment may bring its own Lab (swarm_deployment.SwarmLab: admin pages, captures)
+    lab = getattr(deployment, "lab_class", Lab)(deployment)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = artifacts / f"scenario-{scenario.name}-{stamp}"
     folder.mkdir(parents=True, exist_ok=True)

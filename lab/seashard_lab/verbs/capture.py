@@ -7,7 +7,7 @@ import argparse
 import time
 from datetime import datetime
 
-from .. import ARTIFACTS
+from .. import ARTIFACTS, swarm_deployment, swarm_verbs
 from ..capture import CaptureHelper
 from ..deployment import current
 from ..ui import die, say
@@ -20,13 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("seconds", nargs="?", type=float, default=10.0, help="0: until Ctrl-C")
     p.add_argument("-i", "--iface", default=None, help="interface (default eth0, or the bridge)")
     p.add_argument("filter", nargs="*", help="a tcpdump filter")
+    swarm_verbs.add_arguments(p, "capture")
 
 
 def run(args: argparse.Namespace) -> int:
-    deployment = current()
+    deployment = swarm_deployment.current() if args.swarm else current()
     if not deployment.services():
         die(f"lab '{deployment.project}' is not running (scripts/lab up)")
-    helper = CaptureHelper(deployment, None if args.service == "lab" else args.service)
+    if args.swarm and args.service == "lab":
+        # the whole lab: the overlay's bridge, in the overlay's namespace on this node
+        helper: CaptureHelper = swarm_deployment.OverlayCaptureHelper(deployment)
+    else:
+        helper = CaptureHelper(deployment, None if args.service == "lab" else args.service)
     iface = args.iface or helper.default_iface
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = ARTIFACTS / "captures" / f"{deployment.project}-{args.service}-{iface}-{stamp}.pcap"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import swarm_verbs
 from ..deployment import current
 from ..ui import say
 
@@ -12,11 +13,12 @@ HELP = "remove the lab (containers, networks, capture helpers)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # --stop-engine is taken by scripts/lab (bash): only it starts and stops dockerd
-    del p
+    swarm_verbs.add_arguments(p, "down")
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
+    if args.swarm:
+        return swarm_verbs.down(args)
     deployment = current()
     if not deployment.engine.ok():
         say("no Docker engine answers: nothing to remove")

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import ARTIFACTS
+from .. import ARTIFACTS, swarm_deployment, swarm_verbs
 from ..deployment import current
 from ..scenario import ScenarioError, find, listing, load
 from ..scenario.library import describe_library
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="where the scenario's folder goes (default artifacts/)",
     )
     p.add_argument("--check", action="store_true", help="only check the file, run nothing")
+    swarm_verbs.add_arguments(p, "scenario")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{scenario.path}: ok ({len(scenario.steps)} steps)")
         return 0
-    deployment = current()
+    deployment = swarm_deployment.current() if args.swarm else current()
     if not deployment.running():
         print(
             f"scripts/lab scenario: lab '{deployment.project}' is not running "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import swarm_verbs
 from ..deployment import ComposeDeployment, current
 from ..plan import ADMIN_PORT, PORTS
 from ..runtime import EngineError
@@ -13,7 +14,7 @@ HELP = "what is running, lab IPs, admin URLs, how to watch it"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p
+    swarm_verbs.add_arguments(p, "status")
 
 
 def endpoints(deployment: ComposeDeployment, service: str, ip: str) -> str:
@@ -75,6 +76,7 @@ Watch it:
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
+    if args.swarm:
+        return swarm_verbs.status(args)
     show(current())
     return 0

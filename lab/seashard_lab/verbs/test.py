@@ -10,7 +10,7 @@ import secrets
 import sys
 import time
 
-from .. import ROOT
+from .. import ROOT, swarm_verbs
 from ..runtime import Compose, Engine, run_host
 from ..ui import say
 
@@ -18,10 +18,15 @@ HELP = "pytest lab_tests on a throw-away lab of their own"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    swarm_verbs.add_arguments(p, "test")
     p.add_argument("words", nargs=argparse.REMAINDER, help="pytest arguments")
 
 
 def run(args: argparse.Namespace) -> int:
+    # `test --swarm [WORDS]`: the words after the verb come here unparsed (cli.PASS_ON)
+    if args.words[:1] == ["--swarm"]:
+        args.words = args.words[1:]
+        return swarm_verbs.test(args)
     project = f"seashard-lab-test-{secrets.token_hex(3)}"
     compose = Compose.detect()
     say(f"running lab_tests with {sys.executable} on compose {compose} (test lab {project})")

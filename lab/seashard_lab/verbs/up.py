@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 
+from .. import swarm_verbs
 from ..deployment import ComposeDeployment, build_image, current
 from ..plan import SERVERS
 from ..prometheus import QUERIES, graph_url
@@ -16,6 +17,7 @@ HELP = "build + compose up -d + wait healthy + what runs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    swarm_verbs.add_arguments(p, "up")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the healthchecks")
     p.add_argument("--no-build", action="store_true", help="use the image as it is")
 
@@ -43,6 +45,8 @@ def bring_up(deployment: ComposeDeployment, *, build: bool, wait: bool) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.swarm:
+        return swarm_verbs.up(args)
     deployment = current()
     bad = bring_up(deployment, build=not args.no_build, wait=not args.no_wait)
     status.show(deployment)
