@@ -67,9 +67,9 @@ def _bind_failed(config: ServeConfig, exc: BindError, port: int | None = None) -
 def prepare(config: ServeConfig) -> Prepared:
     """Bind what can be bound before any shard exists; a StartupError says what failed.
 
-    The posix stack binds its listening sockets here (the native stack keeps its own
-    TIME_WAIT rule, checked on its shards), so that `bind: Address already in use` comes
-    at once, with no shard, admin thread or device opened.
+    The posix stack binds its listening sockets here, and the native stack checks the
+    TIME_WAIT its last run left, so that `bind: Address already in use` comes at once,
+    with no shard, admin thread or device opened.
     """
     stack_type = net.STACKS[config.stack]
     listens = [

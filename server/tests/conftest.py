@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the seashard package
-
-from tests import serverproc  # noqa: E402
+from tests import serverproc  # server/ is on pytest's pythonpath (pyproject.toml)
 
 
 @pytest.fixture

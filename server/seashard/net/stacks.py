@@ -199,6 +199,14 @@ class NativeStackType(StackType):
             limits=limits,
         )
 
+    def prepare(
+        self, options: Any, listens: Sequence[tuple[SocketAddress, ListenOptions]]
+    ) -> Prepared:
+        from seashard.net.native.stack import check_time_wait
+
+        check_time_wait(options.state_dir, options.host_ipv4_addr, list(listens))
+        return Prepared()
+
     def create(self, shard: Any, options: Any, prepared: Prepared | None = None) -> NetworkStack:
         from seashard.net.native.stack import NativeStack
 

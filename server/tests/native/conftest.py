@@ -7,20 +7,13 @@ remove them on teardown, pass or fail; they skip unless run as root with
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from native_helpers import GW_IP, OUR_IP, OUR_MAC, Stack, require_root_net, sh, unique
 
-_SERVER = str(Path(__file__).resolve().parents[2])
-if _SERVER not in sys.path:
-    sys.path.insert(0, _SERVER)
-
-from native_helpers import GW_IP, OUR_IP, OUR_MAC, Stack, require_root_net, sh, unique  # noqa: E402
-
-from seashard.net.native.devices import MemoryDevice  # noqa: E402
-from seashard.net.native.ipv4 import Interface, InterfaceConfig  # noqa: E402
+from seashard.net.native.devices import MemoryDevice
+from seashard.net.native.ipv4 import Interface, InterfaceConfig
 
 
 @pytest.fixture

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-_SERVER = str(Path(__file__).resolve().parents[2])
-for _path in (_SERVER, _HERE):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from frames_helpers import Bench  # noqa: E402
+from frames_helpers import Bench  # pytest puts this __init__-less folder on the path
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ directory, and the next run's listen() honours them unless reuse_address.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from seashard import smp
-from seashard.net.api import ListenOptions, SocketAddress
+from seashard.net.api import BindError, ListenOptions, SocketAddress
 from seashard.net.native.devices import DeviceError, PacketDevice, TapDevice
 from seashard.net.native.driver import Driver
 from seashard.net.native.ipv4 import Interface, InterfaceConfig
@@ -36,6 +37,32 @@ _ARP = "native.arp"
 _SEGMENT = "native.segment"
 _TX = "native.tx"
 _LISTEN = "native.listen"
+
+
+def load_time_wait(state_dir: Path, ip: str) -> list[dict[str, Any]]:
+    """The unexpired TIME_WAIT entries every shard of the last run on ``ip`` saved."""
+    wall = time.time()
+    entries: list[dict[str, Any]] = []
+    for path in state_dir.glob(f"native-{ip}-shard*.timewait.json"):
+        try:
+            entries += [e for e in json.loads(path.read_text()) if e["until"] > wall]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged or half-written file only loses old TIME_WAIT
+    return entries
+
+
+def check_time_wait(state_dir: str | None, ip: str, listens: list[tuple[Any, Any]]) -> None:
+    """Before any shard starts: a listener without reuse_address on a port the last run
+    left in TIME_WAIT fails here, as the kernel's bind() would (raises BindError)."""
+    busy = {
+        e["local_port"]
+        for e in load_time_wait(Path(state_dir) if state_dir else default_state_dir(), ip)
+    }
+    for address, options in listens:
+        if address.port in busy and not options.reuse_address:
+            exc = BindError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+            exc.address = address
+            raise exc
 
 
 def default_state_dir() -> Path:
@@ -250,14 +277,7 @@ class NativeStack:
         return self.state_dir / f"native-{self.interface.ip}-shard{shard}.timewait.json"
 
     def _load_time_wait(self) -> list[dict[str, Any]]:
-        wall = time.time()
-        entries: list[dict[str, Any]] = []
-        for path in self.state_dir.glob(f"native-{self.interface.ip}-shard*.timewait.json"):
-            try:
-                entries += [e for e in json.loads(path.read_text()) if e["until"] > wall]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a damaged or half-written file only loses old TIME_WAIT
-        return entries
+        return load_time_wait(self.state_dir, self.interface.ip)
 
     def _save_time_wait(self) -> None:
         now, wall = self.loop.time(), time.time()
