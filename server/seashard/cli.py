@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from typing import NoReturn
 
-from seashard import net, smp
+from seashard import argtypes, net, smp
 from seashard.net import LoadBalancing
 
 EXIT_USAGE = 2
@@ -20,52 +19,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not a number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {value}: must be 1..65535")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not a number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {value}: must be at least 1")
-    return value
-
-
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
-
-
 def _add_smp(p: argparse.ArgumentParser, default: str = "every CPU we may use") -> None:
     p.add_argument(
         "-c",
         "--smp",
-        type=_positive,
+        type=argtypes.positive,
         default=None,
         metavar="N",
         help=f"shards: one process each, pinned to its own CPU (default: {default})",
     )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: not a number") from None
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must not be negative")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"services to run, among {', '.join(SERVICES)} (default: all three)",
     )
     _add_smp(serve)
-    serve.add_argument("--address", type=_ipv4, default="0.0.0.0", help="posix bind address")
-    serve.add_argument("--echo-port", type=_port, default=1234)
-    serve.add_argument("--canned-port", type=_port, default=1235)
-    serve.add_argument("--accept-logger-port", type=_port, default=1236)
+    serve.add_argument(
+        "--address", type=argtypes.ipv4, default="0.0.0.0", help="posix bind address"
+    )
+    serve.add_argument("--echo-port", type=argtypes.port, default=1234)
+    serve.add_argument("--canned-port", type=argtypes.port, default=1235)
+    serve.add_argument("--accept-logger-port", type=argtypes.port, default=1236)
     serve.add_argument(
         "--reuse-address",
         action="store_true",
@@ -104,10 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen on shard 0 only, as the tutorial's first examples do (connections "
         "steered to other shards are closed and logged)",
     )
-    serve.add_argument("--admin-port", type=_port, default=None, help="HTTP /metrics, /connections")
+    serve.add_argument(
+        "--admin-port", type=argtypes.port, default=None, help="HTTP /metrics, /connections"
+    )
     serve.add_argument(
         "--admin-address",
-        type=_ipv4,
+        type=argtypes.ipv4,
         default="127.0.0.1",
         metavar="ADDR",
         help="where the admin endpoint listens (default 127.0.0.1: its connection table "
@@ -122,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="sharded load generator")
     load.add_argument(
         "--host",
-        type=_ipv4,
+        type=argtypes.ipv4,
         action="append",
         required=True,
         help="server address; repeat for several servers, each getting the whole load "
@@ -130,43 +96,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--mode", choices=["echo", "canned", "connect", "mixed"], default="echo")
     load.add_argument(
-        "--connections", type=_positive, default=10, help="concurrent workers (per host)"
+        "--connections", type=argtypes.positive, default=10, help="concurrent workers (per host)"
     )
-    load.add_argument("--size", type=_positive, default=1024, help="echo payload bytes")
+    load.add_argument("--size", type=argtypes.positive, default=1024, help="echo payload bytes")
     load.add_argument(
-        "--duration", type=_seconds, default=10.0, help="seconds; 0 runs until stopped"
+        "--duration", type=argtypes.seconds, default=10.0, help="seconds; 0 runs until stopped"
     )
     load.add_argument(
         "--rate",
-        type=_seconds,
+        type=argtypes.seconds,
         default=0.0,
         help="starts per second per host, all shards (0: no cap)",
     )
     load.add_argument("--requests-per-connection", type=int, default=0)
-    load.add_argument("--echo-port", type=_port, default=1234)
-    load.add_argument("--canned-port", type=_port, default=1235)
-    load.add_argument("--accept-logger-port", type=_port, default=1236)
-    load.add_argument("--report-interval", type=_seconds, default=5.0)
+    load.add_argument("--echo-port", type=argtypes.port, default=1234)
+    load.add_argument("--canned-port", type=argtypes.port, default=1235)
+    load.add_argument("--accept-logger-port", type=argtypes.port, default=1236)
+    load.add_argument("--report-interval", type=argtypes.seconds, default=5.0)
     load.add_argument("--seed", type=int, default=None)
     load.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     load.add_argument("--pin", action="store_true", help="pin load shards to CPUs (default: not)")
     load.add_argument(
         "--metrics-port",
-        type=_port,
+        type=argtypes.port,
         default=None,
         metavar="PORT",
         help="serve Prometheus text on ADDR:PORT/metrics: requests, errors, bytes, latency",
     )
     load.add_argument(
         "--metrics-address",
-        type=_ipv4,
+        type=argtypes.ipv4,
         default="0.0.0.0",
         metavar="ADDR",
         help="where --metrics-port listens (default 0.0.0.0, for the lab's Prometheus)",
     )
     load.add_argument(
         "--metrics-linger",
-        type=_seconds,
+        type=argtypes.seconds,
         default=0.0,
         metavar="SECONDS",
         help="keep serving the final numbers this long after the summary (for a last scrape)",

@@ -11,34 +11,17 @@ stack modules are imported only in ``create``, and by nothing outside net/.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from seashard import argtypes
 from seashard.net.api import ListenOptions, NetworkStack, SocketAddress
 from seashard.net.native import limits as native_limits
 
 
 class OptionError(ValueError):
     """A stack option that cannot be used; ``str()`` is the one line the user sees."""
-
-
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not a number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {value}: must be at least 1")
-    return value
 
 
 class Prepared:
@@ -156,14 +139,14 @@ class NativeStackType(StackType):
             metavar="NAME",
             help="interface (e.g. a veth end) via AF_PACKET fanout",
         )
-        self._add(g, "--host-ipv4-addr", type=_ipv4, default="192.168.122.2")
-        self._add(g, "--gw-ipv4-addr", type=_ipv4, default=None)
-        self._add(g, "--netmask-ipv4-addr", type=_ipv4, default="255.255.255.0")
+        self._add(g, "--host-ipv4-addr", type=argtypes.ipv4, default="192.168.122.2")
+        self._add(g, "--gw-ipv4-addr", type=argtypes.ipv4, default=None)
+        self._add(g, "--netmask-ipv4-addr", type=argtypes.ipv4, default="255.255.255.0")
         self._add(g, "--hw-addr", default=None, help="our MAC (default: derived from our IP)")
         self._add(
             g,
             "--device-queues",
-            type=_positive,
+            type=argtypes.positive,
             default=None,
             metavar="N",
             help="device queues to open (default: one per shard; fewer: software RSS steers flows)",

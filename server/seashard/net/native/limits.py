@@ -47,6 +47,8 @@ import argparse
 from dataclasses import dataclass, fields
 from typing import Any
 
+from seashard import argtypes
+
 __all__ = ["NativeLimits", "add_arguments", "from_args"]
 
 
@@ -72,26 +74,6 @@ class NativeLimits:
             raise ValueError("backlogs and the ARP cache need room for at least one entry")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
 _D = NativeLimits()
 
 
@@ -100,21 +82,21 @@ def add_arguments(parser: Any) -> None:
     g = parser
     g.add_argument(
         "--max-connections",
-        type=_count,
+        type=argtypes.count,
         default=_D.max_connections,
         metavar="N",
         help=f"live connections a shard accepts; more are reset (default {_D.max_connections})",
     )
     g.add_argument(
         "--syn-backlog",
-        type=_count,
+        type=argtypes.count,
         default=_D.syn_backlog,
         metavar="N",
         help=f"half-open connections per listener and shard (default {_D.syn_backlog})",
     )
     g.add_argument(
         "--accept-backlog",
-        type=_count,
+        type=argtypes.count,
         default=_D.accept_backlog,
         metavar="N",
         help=f"connections waiting for accept per listener and shard (default {_D.accept_backlog})",
@@ -127,7 +109,7 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--synack-retries",
-        type=_count,
+        type=argtypes.count,
         default=_D.synack_retries,
         metavar="N",
         help=f"SYN-ACK retransmissions before a half-open connection is freed "
@@ -135,7 +117,7 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--max-tw-buckets",
-        type=_count,
+        type=argtypes.count,
         default=_D.max_tw_buckets,
         metavar="N",
         help=f"TIME_WAIT connections per shard; past it TIME_WAIT is skipped "
@@ -143,14 +125,14 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--fin-timeout",
-        type=_seconds,
+        type=argtypes.positive_seconds,
         default=_D.fin_timeout,
         metavar="SECONDS",
         help=f"FIN_WAIT_2 lifetime of a connection the app closed (default {_D.fin_timeout:g})",
     )
     g.add_argument(
         "--orphan-retries",
-        type=_count,
+        type=argtypes.count,
         default=_D.orphan_retries,
         metavar="N",
         help=f"probes before a closed connection facing a zero window is reset "
@@ -158,7 +140,7 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--reassembly-budget",
-        type=_count,
+        type=argtypes.count,
         default=_D.reassembly_budget,
         metavar="BYTES",
         help=f"out-of-order bytes a shard holds for all its connections "
@@ -166,7 +148,7 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--arp-cache-entries",
-        type=_count,
+        type=argtypes.count,
         default=_D.arp_cache_entries,
         metavar="N",
         help=f"ARP cache size per shard, oldest out (default {_D.arp_cache_entries})",
