@@ -234,7 +234,7 @@ def _lab_artifacts(request):
 
             end = time.time()
             window = handle.impairment_window(end, since=started)
-            print(write_lab_plots(handle.plan, directory, started, end, request.node.name, window))
+            print(write_lab_plots(handle, directory, started, end, request.node.name, window))
         except Exception as exc:  # noqa: BLE001 - the logs and pcaps matter more
             (directory / "plots-missing.txt").write_text(f"no plots: {exc}\n")
 

@@ -141,7 +141,7 @@ def test_top_once_shows_what_the_admin_endpoints_say(held):
         assert len(downs) == 2 and all("refused" in x.lower() for x in downs), out
 
     # and Prometheus says the same of them
-    prom = Prometheus(lab.plan.prometheus_url())
+    prom = Prometheus(lab.prometheus_url())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         health = {(t.service, t.url): t for t in prom.targets() if t.job == "seashard-load"}

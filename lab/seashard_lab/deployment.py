@@ -46,6 +46,19 @@ class Deployment(Protocol):
     def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result: ...
     def program_running(self, service: str) -> bool: ...
     def ip_of(self, service: str) -> str: ...
+    def admin_ip(self, service: str) -> str:
+        """Where, seen from the probe, a server's admin endpoint (a client's
+        /metrics) answers: its kernel's address on the network that watches the lab."""
+        ...
+
+    def prometheus_url(self) -> str:
+        """The lab's Prometheus, as this host reaches it."""
+        ...
+
+    def prometheus_label(self, service: str) -> str:
+        """The ``service`` label Prometheus gives the service's targets."""
+        ...
+
     def logs(self, service: str, since: float | None = None) -> str: ...
     def health(self, service: str) -> str: ...
     def bridge(self) -> str:
@@ -172,6 +185,15 @@ class ComposeDeployment:
         if not ip:
             raise EngineError(f"{service} has no address in lab '{self.project}'")
         return ip
+
+    def admin_ip(self, service: str) -> str:
+        return self.ip_of(service)  # one network: the kernel's lab address (br0 on native)
+
+    def prometheus_url(self) -> str:
+        return self.plan.prometheus_url()
+
+    def prometheus_label(self, service: str) -> str:
+        return service  # lab-prometheus names every target after its service
 
     def logs(self, service: str, since: float | None = None) -> str:
         return self.engine.logs(self.container(service), since=since)

@@ -1,7 +1,8 @@
 """What one does on a running lab, whatever deployed it.
 
 `Lab` wraps a `Deployment` with the lab's operations: labctl (restart a
-server in place), the admin pages (fetched from inside the lab, by the probe),
+server in place), the admin pages (fetched from inside the lab, by the probe,
+at the address the deployment names),
 the checking clients and the scapy probe (incontainer/, copied into the
 containers), impairment of a client's link, captures.  The CLI's scenarios
 and the lab suites use the same object.
@@ -55,6 +56,7 @@ class Lab:
         self.plan = deployment.plan
         self.engine = deployment.engine
         self._ips: dict[str, str] = {}
+        self._admin_ips: dict[str, str] = {}
         self._scripts_in: set[str] = set()
         self._bridge: CaptureHelper | None = None
         self.captures: list[Capture] = []
@@ -91,7 +93,13 @@ class Lab:
         return self.native_stack_ip if server == "native-server" else self.ip(server)
 
     def admin_url(self, server: str, path: str = "/metrics") -> str:
-        return f"http://{self.ip(server)}:{ADMIN_PORT}{path}"
+        """An admin page's URL, as the probe reaches it (the deployment says where)."""
+        if server not in self._admin_ips:
+            self._admin_ips[server] = self.deployment.admin_ip(server)
+        return f"http://{self._admin_ips[server]}:{ADMIN_PORT}{path}"
+
+    def prometheus_url(self) -> str:
+        return self.deployment.prometheus_url()
 
     # ------------------------------------------------------------ commands
 
@@ -124,7 +132,8 @@ class Lab:
     # ------------------------------------------------------------ admin pages
 
     def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
-        """GET an admin page from inside the lab (the probe): no host route needed."""
+        """GET an admin page from inside the lab (the probe): no host route needed,
+        the same on every deployment (each says where the page is: admin_url)."""
         script = (
             "import sys, urllib.request\n"
             "r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"

@@ -368,7 +368,7 @@ def _missing(folder: Path, lines: list[str], detail: str = "") -> None:
 
 
 def write_lab_plots(
-    plan,
+    lab,
     folder: Path,
     start: float,
     end: float,
@@ -376,16 +376,17 @@ def write_lab_plots(
     impairment: tuple[float, float, str] | None = None,
     settle: float = 2.0,
 ) -> str:
-    """The charts of a run on the lab ``plan`` describes (a `seashard_lab.plan.AddressPlan`),
-    after ``settle`` seconds for Prometheus' last scrape; one line for the summary."""
+    """The charts of a run on ``lab`` (a `seashard_lab.lab.Lab`: its servers' addresses
+    and its Prometheus, whatever deployed it), after ``settle`` seconds for
+    Prometheus' last scrape; one line for the summary."""
     from .plan import SERVERS, STACK_OF
     from .prometheus import Prometheus
 
     time.sleep(settle)
-    names = {plan.service_ip(s): STACK_OF[s] for s in SERVERS}
+    names = {lab.service_ip(s): STACK_OF[s] for s in SERVERS}
     window, impaired = (impairment[:2], impairment[2]) if impairment else (None, None)
     written, why = write_run_plots(
-        folder, Prometheus(plan.prometheus_url()), start, end, names, title, window, impaired
+        folder, Prometheus(lab.prometheus_url()), start, end, names, title, window, impaired
     )
     line = "plots:     " + (", ".join(p.name for p in written) if written else "none")
     if why:

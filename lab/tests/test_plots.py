@@ -207,8 +207,8 @@ def test_cdf_of_nothing_is_empty(buckets):
     assert plots.cdf_points(buckets) == ([], [])
 
 
-class _Plan:
-    """An address plan whose Prometheus is a closed port on loopback."""
+class _Lab:
+    """A lab whose Prometheus is a closed port on loopback."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -218,11 +218,6 @@ class _Plan:
 
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-class _Lab:
-    def __init__(self, port: int) -> None:
-        self.plan = _Plan(port)
 
     def impairment_window(self, end, since=0.0):
         return None
