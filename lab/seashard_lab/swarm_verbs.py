@@ -169,6 +169,7 @@ SWARM_SUITES = (
     "test_packets.py",
     "test_scenarios.py",
     "test_observe.py",
+    "test_failure_artifacts.py",
 )
 
 
