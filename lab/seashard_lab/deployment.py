@@ -86,8 +86,27 @@ def build_image(engine: Engine, image: str | None = None) -> str:
     return image
 
 
+class InContainers:
+    """What every deployment does the same once it has a service's container:
+    run a command in it, ask labctl about its program, read its log."""
+
+    engine: Engine
+
+    def container(self, service: str) -> Container:
+        raise NotImplementedError
+
+    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
+        return self.engine.exec(self.container(service), argv, timeout=timeout)
+
+    def program_running(self, service: str) -> bool:
+        return self.exec(service, ["labctl", "status"], timeout=20).ok
+
+    def logs(self, service: str, since: float | None = None) -> str:
+        return self.engine.logs(self.container(service), since=since)
+
+
 @dataclass
-class ComposeDeployment:
+class ComposeDeployment(InContainers):
     """The lab of docker-compose.yml, as compose project ``project``."""
 
     project: str
@@ -174,12 +193,6 @@ class ComposeDeployment:
             raise EngineError(f"no container for '{service}' in lab '{self.project}'")
         return self._containers[service]
 
-    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
-        return self.engine.exec(self.container(service), argv, timeout=timeout)
-
-    def program_running(self, service: str) -> bool:
-        return self.exec(service, ["labctl", "status"], timeout=20).ok
-
     def ip_of(self, service: str) -> str:
         ip = self.engine.ip(self.container(service))
         if not ip:
@@ -194,9 +207,6 @@ class ComposeDeployment:
 
     def prometheus_label(self, service: str) -> str:
         return service  # lab-prometheus names every target after its service
-
-    def logs(self, service: str, since: float | None = None) -> str:
-        return self.engine.logs(self.container(service), since=since)
 
     def health(self, service: str) -> str:
         return self.engine.health(self.container(service))

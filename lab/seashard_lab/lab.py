@@ -86,7 +86,13 @@ class Lab:
 
     @property
     def ips(self) -> dict[str, str]:
-        return {s: self.ip(s) for s in self.deployment.services()}
+        """Every service's lab address; a service off the lab network (the swarm
+        stack's prometheus: mgmt only) has none."""
+        out = {}
+        for service in self.deployment.services():
+            with contextlib.suppress(EngineError):
+                out[service] = self.ip(service)
+        return out
 
     def service_ip(self, server: str) -> str:
         """Where a server's services answer (the native stack's own address for native-server)."""

@@ -35,6 +35,7 @@ from docker.models.containers import Container
 
 from . import ROOT
 from .capture import CaptureHelper
+from .deployment import InContainers
 from .lab import Lab
 from .plan import (
     LOAD_ARGS,
@@ -94,7 +95,7 @@ def lab_service(stack: str, container: Container) -> str | None:
 
 
 @dataclass
-class SwarmDeployment:
+class SwarmDeployment(InContainers):
     """deploy/swarm/lab-stack.yml as stack ``project`` on the engine's swarm."""
 
     project: str
@@ -268,12 +269,6 @@ class SwarmDeployment:
             raise EngineError(f"no task for '{service}' in stack '{self.project}'")
         return self._containers[service]
 
-    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
-        return self.engine.exec(self.container(service), argv, timeout=timeout)
-
-    def program_running(self, service: str) -> bool:
-        return self.exec(service, ["labctl", "status"], timeout=20).ok
-
     def _address_on(self, service: str, network: str) -> str:
         nets = self.container(service).attrs["NetworkSettings"]["Networks"]
         net = nets.get(f"{self.project}_{network}") or {}
@@ -312,9 +307,6 @@ class SwarmDeployment:
         if service.startswith("client-"):
             return f"client@{self.admin_ip(service)}"
         return service
-
-    def logs(self, service: str, since: float | None = None) -> str:
-        return self.engine.logs(self.container(service), since=since)
 
     def health(self, service: str) -> str:
         """As compose reports it: "healthy"/"unhealthy" for the servers, from
