@@ -109,7 +109,7 @@ def test_recording_rules_pass_their_promtool_tests(lab):
         ["promtool", "test", "rules", "/etc/seashard/prometheus/rules_test.yml"],
     )
     assert res.ok and "SUCCESS" in res.stdout, res.describe()
-    for config in ("prometheus.yml", "prometheus-swarm.yml"):
+    for config in ("prometheus.yml", "prometheus-swarm.yml", "prometheus-k8s.yml"):
         res = lab.exec(
             "prometheus", ["promtool", "check", "config", f"/etc/seashard/prometheus/{config}"]
         )
