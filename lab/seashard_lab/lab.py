@@ -137,15 +137,13 @@ class Lab:
 
     # ------------------------------------------------------------ admin pages
 
-    def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
-        """GET an admin page from inside the lab (the probe): no host route needed,
-        the same on every deployment (each says where the page is: admin_url)."""
+    def get(self, url: str, timeout: float = 5.0, tries: int = 3) -> str:
+        """GET a page of the lab from inside it (the probe): no host route needed."""
         script = (
             "import sys, urllib.request\n"
             "r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
             "sys.stdout.write(r.read().decode())\n"
         )
-        url = self.admin_url(server, path)
         last = None
         for n in range(tries):  # a server that has just been restarted may need a moment
             if n:
@@ -155,6 +153,10 @@ class Lab:
                 return last.stdout
         assert last is not None
         raise LabError(f"GET {url} failed: {last.stderr.strip()[-500:]}")
+
+    def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
+        """An admin page, the same way on every deployment (each says where it is)."""
+        return self.get(self.admin_url(server, path), timeout=timeout, tries=tries)
 
     def metrics(self, server: str) -> Metrics:
         return Metrics.parse(self.admin_get(server, "/metrics"))

@@ -170,6 +170,7 @@ SWARM_SUITES = (
     "test_scenarios.py",
     "test_observe.py",
     "test_failure_artifacts.py",
+    "test_lab_top.py",
 )
 
 
