@@ -107,6 +107,10 @@ class Lab:
     def prometheus_url(self) -> str:
         return self.deployment.prometheus_url()
 
+    def prometheus_label(self, service: str) -> str:
+        """The ``service`` label of the service's targets in the lab's Prometheus."""
+        return self.deployment.prometheus_label(service)
+
     # ------------------------------------------------------------ commands
 
     def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:

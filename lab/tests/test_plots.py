@@ -219,6 +219,9 @@ class _Lab:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def prometheus_label(self, service: str) -> str:
+        return service
+
     def impairment_window(self, end, since=0.0):
         return None
 
@@ -237,3 +240,33 @@ def test_a_scenario_without_prometheus_says_why_its_plots_are_missing(tmp_path, 
     assert "Connection refused" in line or "refused" in line.lower()
     assert "refused" in (tmp_path / plots.MISSING).read_text().lower()
     assert not list(tmp_path.glob("*.png"))
+
+
+class _SwarmPrometheus(_FakePrometheus):
+    """The same answers with a swarm's client labels (client@ADDRESS)."""
+
+    def query(self, expr, at=None):
+        if "latency_seconds_bucket" in expr:
+            assert '{service="client@10.0.1.7"}' in expr
+            expr = expr.replace("client@10.0.1.7", "client-2")
+        answers = super().query(expr, at)
+        return [
+            ({**lb, "service": "client@10.0.1.6"} if lb.get("service") == "client-1" else lb, v)
+            for lb, v in answers
+        ]
+
+
+def test_collect_names_swarm_replicas_as_the_lab_does():
+    data = plots.collect(
+        _SwarmPrometheus(),
+        1000.0,
+        1010.0,
+        {"10.0.0.10": "posix"},
+        "t",
+        impairment=(1004.0, 1010.0),
+        impaired="client-2",
+        clients={"client@10.0.1.6": "client-1", "client@10.0.1.7": "client-2"},
+    )
+    assert data.impaired == "client-2"
+    assert data.client_counts == {"posix": {"client-1": 75.0}}
+    assert data.latency["echo"]["posix:1234"]["during"] == [(0.001, 2.0), (math.inf, 4.0)]
