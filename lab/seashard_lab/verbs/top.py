@@ -12,6 +12,7 @@ its mgmt overlay, out of the host's reach, so each page is fetched by the probe
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import urllib.error
@@ -59,8 +60,11 @@ def why(exc: BaseException) -> str:
         return f"no answer in {FETCH_TIMEOUT:g} s"
     if isinstance(exc, ValueError):
         return f"not Prometheus text ({exc})"
-    # e.g. the probe's GET (--swarm): the last line of its error says why
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    # e.g. the probe's GET (--swarm): the last line of its error says why, and
+    # of a "<urlopen error [Errno 111] Connection refused>" the reason alone
+    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    errno = re.search(r"\[Errno -?\d+\] ([^>]+)", last)
+    return errno.group(1).strip() if errno else last
 
 
 class Top:
