@@ -283,12 +283,11 @@ def collect(
         server, shard = labels.get("service", "?"), int(labels.get("shard", 0))
         data.accepted_rate.setdefault(server, {})[shard] = _rel(series, start)
 
-    window = f"{max(2, round(end - start))}s"
-    for labels, value in prom.query(f"increase(seashard_connections_total[{window}])", at=end):
+    for labels, value in _rise(prom, "seashard_connections_total", start, end):
         server, shard = labels.get("service", "?"), int(labels.get("shard", 0))
         data.shard_counts.setdefault(server, {})[shard] = value
-    for labels, value in prom.query(
-        f"sum by (service, target) (increase(seashard_load_requests_total[{window}]))", at=end
+    for labels, value in _rise(
+        prom, "sum by (service, target) (seashard_load_requests_total)", start, end
     ):
         host = labels.get("target", "?").rpartition(":")[0]
         server = names.get(host, host)  # every port of a server together
@@ -315,6 +314,25 @@ def collect(
             buckets = data.latency.setdefault(kind, {}).setdefault(target, {}).setdefault(phase, [])
             buckets.append((float(labels["le"]), value))
     return data
+
+
+def _rise(prom, expr: str, start: float, end: float) -> list[tuple[dict[str, str], float]]:
+    """How much each counter series of ``expr`` rose from ``start`` to ``end``: its
+    value at the end less its value at the start (the last scrape before each).
+    Not ``increase(...[W])``, which sees only the samples inside the window and so
+    misses what happened between ``start`` and the first scrape after it -- all of
+    a short run's burst, at times.  A series that went down was reset (a restarted
+    program): its value at the end is what it counted since."""
+    before = {_key(labels): value for labels, value in prom.query(expr, at=start)}
+    out = []
+    for labels, value in prom.query(expr, at=end):
+        was = before.get(_key(labels))
+        out.append((labels, value - was if was is not None and value >= was else value))
+    return out
+
+
+def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
 
 
 def _short(target: str, names: Mapping[str, str]) -> str:

@@ -160,13 +160,20 @@ class _FakePrometheus:
         return [({"service": "posix-server", "shard": "1"}, [(1000.0, math.nan), (1001.0, 1.5)])]
 
     def query(self, expr, at=None):
-        if "seashard_connections_total" in expr:
-            assert "[10s]" in expr and at == 1010.0
-            return [({"service": "posix-server", "shard": "0"}, 7.0)]
-        if "requests_total" in expr:
+        # counters: their value at the run's start and at its end
+        if expr == "seashard_connections_total":
+            assert at in (1000.0, 1010.0)
             return [
-                ({"service": "client-1", "target": "10.0.0.10:1234"}, 70.0),
-                ({"service": "client-1", "target": "10.0.0.10:1235"}, 5.0),
+                ({"service": "posix-server", "shard": "0"}, 3.0 if at == 1000.0 else 10.0),
+                # reset during the run (a restart): counted from zero
+                ({"service": "posix-server", "shard": "1"}, 50.0 if at == 1000.0 else 4.0),
+            ]
+        if "requests_total" in expr:
+            assert at in (1000.0, 1010.0) and "increase" not in expr
+            start = at == 1000.0
+            return [
+                ({"service": "client-1", "target": "10.0.0.10:1234"}, 30.0 if start else 100.0),
+                ({"service": "client-1", "target": "10.0.0.10:1235"}, 1.0 if start else 6.0),
             ]
         assert "latency_seconds_bucket" in expr
         # before: the 30 s up to the impairment (reaching back before the run); during: 6 s
@@ -194,7 +201,7 @@ def test_collect_maps_prometheus_answers_to_run_data():
     assert data.impairment == (4.0, 10.0)
     assert data.live == {"posix-server": {1: [(0.0, 2.0), (1.0, 3.0)]}}
     assert data.accepted_rate == {"posix-server": {1: [(1.0, 1.5)]}}  # NaN dropped
-    assert data.shard_counts == {"posix-server": {0: 7.0}}
+    assert data.shard_counts == {"posix-server": {0: 7.0, 1: 4.0}}
     assert data.client_counts == {"posix": {"client-1": 75.0}}  # its ports summed
     assert data.latency["echo"]["posix:1234"] == {
         "before": [(0.001, 1.0), (math.inf, 4.0)],
