@@ -188,16 +188,22 @@ class _FakePrometheus:
         ]
 
 
-def test_collect_maps_prometheus_answers_to_run_data():
-    data = plots.collect(
-        _FakePrometheus(),
+def _collect(prom, **options):
+    """A 10 s run from t=1000, client-2's link impaired from t=1004."""
+    return plots.collect(
+        prom,
         1000.0,
         1010.0,
         {"10.0.0.10": "posix"},
         "t",
         impairment=(1004.0, 1010.0),
         impaired="client-2",
+        **options,
     )
+
+
+def test_collect_maps_prometheus_answers_to_run_data():
+    data = _collect(_FakePrometheus())
     assert data.impairment == (4.0, 10.0)
     assert data.live == {"posix-server": {1: [(0.0, 2.0), (1.0, 3.0)]}}
     assert data.accepted_rate == {"posix-server": {1: [(1.0, 1.5)]}}  # NaN dropped
@@ -264,14 +270,8 @@ class _SwarmPrometheus(_FakePrometheus):
 
 
 def test_collect_names_swarm_replicas_as_the_lab_does():
-    data = plots.collect(
+    data = _collect(
         _SwarmPrometheus(),
-        1000.0,
-        1010.0,
-        {"10.0.0.10": "posix"},
-        "t",
-        impairment=(1004.0, 1010.0),
-        impaired="client-2",
         clients={"client@10.0.1.6": "client-1", "client@10.0.1.7": "client-2"},
     )
     assert data.impaired == "client-2"
