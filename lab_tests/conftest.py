@@ -12,11 +12,14 @@ leaves (connections per shard over time, shares, latency CDF).
 
 Environment:
   SEASHARD_LAB_REUSE=PROJECT  use that running lab (e.g. seashard-lab from
-                              `scripts/lab up`) and leave it running
+                              `scripts/lab up`, or a stack of `up --swarm` with
+                              SEASHARD_LAB_DEPLOYMENT=swarm) and leave it running
   SEASHARD_LAB_DEPLOYMENT     compose (default), or swarm: a stack on the engine's
                               swarm (`scripts/lab test --swarm` sets it); other
                               deployments of the interface plug in at `make_deployment`
   LAB_HEALTH_TIMEOUT          seconds to wait for the healthchecks (90)
+  LAB_TEST_POOL               where a test lab takes its free /24 (172.28.128.0/17;
+                              swarm: LAB_SWARM_POOL, 10.231.0.0/16)
   LAB_KEEP=1                  do not tear the test lab down (debugging)
 """
 
@@ -34,7 +37,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from seashard_lab import ARTIFACTS, ROOT, swarm_verbs
+from seashard_lab import ARTIFACTS, ROOT, swarm_deployment, swarm_verbs
 from seashard_lab.deployment import ComposeDeployment, Deployment, current
 from seashard_lab.lab import Lab
 from seashard_lab.plan import CLIENTS, SERVERS, AddressPlan
@@ -83,10 +86,12 @@ def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
         ipaddress.ip_network(w, strict=False)
         for w in re.findall(r"^(\d+\.\d+\.\d+\.\d+/\d+)", routes, re.M)
     ]
-    candidates = [ipaddress.ip_network(f"172.28.{n}.0/24") for n in range(100, 255)]
+    # LAB_TEST_POOL: where test labs take their /24 (several checkouts on one engine)
+    pool = ipaddress.ip_network(os.environ.get("LAB_TEST_POOL") or "172.28.128.0/17")
+    candidates = list(pool.subnets(new_prefix=24)) if pool.prefixlen < 24 else [pool]
     free = [c for c in candidates if not any(c.overlaps(u) for u in used)]
     if not free:
-        raise RuntimeError("no free 172.28.N.0/24 for the test lab")
+        raise RuntimeError(f"no free /24 in {pool} for the test lab (LAB_TEST_POOL)")
     return secrets.choice(free)
 
 
@@ -115,10 +120,11 @@ def lab():
     timeout = float(os.environ.get("LAB_HEALTH_TIMEOUT", "90"))
     reuse = os.environ.get("SEASHARD_LAB_REUSE")
     if reuse:
-        deployment = current(reuse)
+        swarm = os.environ.get("SEASHARD_LAB_DEPLOYMENT") == "swarm"
+        deployment = swarm_deployment.current(reuse) if swarm else current(reuse)
         if not deployment.running():
             pytest.exit(f"SEASHARD_LAB_REUSE={reuse}: no such lab running", returncode=2)
-        handle = TestLab(deployment)
+        handle = make_lab(deployment)
         deployment.wait_healthy(timeout)
         try:
             yield handle
@@ -234,7 +240,7 @@ def _lab_artifacts(request):
 
             end = time.time()
             window = handle.impairment_window(end, since=started)
-            print(write_lab_plots(handle.plan, directory, started, end, request.node.name, window))
+            print(write_lab_plots(handle, directory, started, end, request.node.name, window))
         except Exception as exc:  # noqa: BLE001 - the logs and pcaps matter more
             (directory / "plots-missing.txt").write_text(f"no plots: {exc}\n")
 

@@ -17,6 +17,7 @@ import pytest
 from seashard_lab import ROOT
 from seashard_lab.plan import SERVERS
 from seashard_lab.prometheus import Prometheus
+from seashard_lab.swarm_deployment import SwarmDeployment
 from seashard_lab.topview import compact
 
 HELD = {"posix-server": ("client-1", 5), "native-server": ("client-2", 7)}
@@ -101,10 +102,11 @@ def test_top_once_shows_what_the_admin_endpoints_say(held):
         LAB_BRIDGE=lab.plan.bridge,
         COLUMNS="80",
     )
+    swarm = ["--swarm"] if isinstance(lab.deployment, SwarmDeployment) else []
     for _attempt in range(3):  # the counters of a quiet lab hold still; retry a moving one
         before = _admin(lab)
         done = subprocess.run(
-            [str(ROOT / "scripts" / "lab"), "top", "--once"],
+            [str(ROOT / "scripts" / "lab"), "top", *swarm, "--once"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -141,7 +143,7 @@ def test_top_once_shows_what_the_admin_endpoints_say(held):
         assert len(downs) == 2 and all("refused" in x.lower() for x in downs), out
 
     # and Prometheus says the same of them
-    prom = Prometheus(lab.plan.prometheus_url())
+    prom = Prometheus(lab.prometheus_url())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         health = {(t.service, t.url): t for t in prom.targets() if t.job == "seashard-load"}

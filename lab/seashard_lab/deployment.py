@@ -46,6 +46,19 @@ class Deployment(Protocol):
     def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result: ...
     def program_running(self, service: str) -> bool: ...
     def ip_of(self, service: str) -> str: ...
+    def admin_ip(self, service: str) -> str:
+        """Where, seen from the probe, a server's admin endpoint (a client's
+        /metrics) answers: its kernel's address on the network that watches the lab."""
+        ...
+
+    def prometheus_url(self) -> str:
+        """The lab's Prometheus, as this host reaches it."""
+        ...
+
+    def prometheus_label(self, service: str) -> str:
+        """The ``service`` label Prometheus gives the service's targets."""
+        ...
+
     def logs(self, service: str, since: float | None = None) -> str: ...
     def health(self, service: str) -> str: ...
     def bridge(self) -> str:
@@ -73,8 +86,27 @@ def build_image(engine: Engine, image: str | None = None) -> str:
     return image
 
 
+class InContainers:
+    """What every deployment does the same once it has a service's container:
+    run a command in it, ask labctl about its program, read its log."""
+
+    engine: Engine
+
+    def container(self, service: str) -> Container:
+        raise NotImplementedError
+
+    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
+        return self.engine.exec(self.container(service), argv, timeout=timeout)
+
+    def program_running(self, service: str) -> bool:
+        return self.exec(service, ["labctl", "status"], timeout=20).ok
+
+    def logs(self, service: str, since: float | None = None) -> str:
+        return self.engine.logs(self.container(service), since=since)
+
+
 @dataclass
-class ComposeDeployment:
+class ComposeDeployment(InContainers):
     """The lab of docker-compose.yml, as compose project ``project``."""
 
     project: str
@@ -161,20 +193,20 @@ class ComposeDeployment:
             raise EngineError(f"no container for '{service}' in lab '{self.project}'")
         return self._containers[service]
 
-    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
-        return self.engine.exec(self.container(service), argv, timeout=timeout)
-
-    def program_running(self, service: str) -> bool:
-        return self.exec(service, ["labctl", "status"], timeout=20).ok
-
     def ip_of(self, service: str) -> str:
         ip = self.engine.ip(self.container(service))
         if not ip:
             raise EngineError(f"{service} has no address in lab '{self.project}'")
         return ip
 
-    def logs(self, service: str, since: float | None = None) -> str:
-        return self.engine.logs(self.container(service), since=since)
+    def admin_ip(self, service: str) -> str:
+        return self.ip_of(service)  # one network: the kernel's lab address (br0 on native)
+
+    def prometheus_url(self) -> str:
+        return self.plan.prometheus_url()
+
+    def prometheus_label(self, service: str) -> str:
+        return service  # lab-prometheus names every target after its service
 
     def health(self, service: str) -> str:
         return self.engine.health(self.container(service))

@@ -1,7 +1,8 @@
 """What one does on a running lab, whatever deployed it.
 
 `Lab` wraps a `Deployment` with the lab's operations: labctl (restart a
-server in place), the admin pages (fetched from inside the lab, by the probe),
+server in place), the admin pages (fetched from inside the lab, by the probe,
+at the address the deployment names),
 the checking clients and the scapy probe (incontainer/, copied into the
 containers), impairment of a client's link, captures.  The CLI's scenarios
 and the lab suites use the same object.
@@ -55,6 +56,7 @@ class Lab:
         self.plan = deployment.plan
         self.engine = deployment.engine
         self._ips: dict[str, str] = {}
+        self._admin_ips: dict[str, str] = {}
         self._scripts_in: set[str] = set()
         self._bridge: CaptureHelper | None = None
         self.captures: list[Capture] = []
@@ -84,14 +86,30 @@ class Lab:
 
     @property
     def ips(self) -> dict[str, str]:
-        return {s: self.ip(s) for s in self.deployment.services()}
+        """Every service's lab address; a service off the lab network (the swarm
+        stack's prometheus: mgmt only) has none."""
+        out = {}
+        for service in self.deployment.services():
+            with contextlib.suppress(EngineError):
+                out[service] = self.ip(service)
+        return out
 
     def service_ip(self, server: str) -> str:
         """Where a server's services answer (the native stack's own address for native-server)."""
         return self.native_stack_ip if server == "native-server" else self.ip(server)
 
     def admin_url(self, server: str, path: str = "/metrics") -> str:
-        return f"http://{self.ip(server)}:{ADMIN_PORT}{path}"
+        """An admin page's URL, as the probe reaches it (the deployment says where)."""
+        if server not in self._admin_ips:
+            self._admin_ips[server] = self.deployment.admin_ip(server)
+        return f"http://{self._admin_ips[server]}:{ADMIN_PORT}{path}"
+
+    def prometheus_url(self) -> str:
+        return self.deployment.prometheus_url()
+
+    def prometheus_label(self, service: str) -> str:
+        """The ``service`` label of the service's targets in the lab's Prometheus."""
+        return self.deployment.prometheus_label(service)
 
     # ------------------------------------------------------------ commands
 
@@ -123,14 +141,13 @@ class Lab:
 
     # ------------------------------------------------------------ admin pages
 
-    def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
-        """GET an admin page from inside the lab (the probe): no host route needed."""
+    def get(self, url: str, timeout: float = 5.0, tries: int = 3) -> str:
+        """GET a page of the lab from inside it (the probe): no host route needed."""
         script = (
             "import sys, urllib.request\n"
             "r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
             "sys.stdout.write(r.read().decode())\n"
         )
-        url = self.admin_url(server, path)
         last = None
         for n in range(tries):  # a server that has just been restarted may need a moment
             if n:
@@ -140,6 +157,10 @@ class Lab:
                 return last.stdout
         assert last is not None
         raise LabError(f"GET {url} failed: {last.stderr.strip()[-500:]}")
+
+    def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
+        """An admin page, the same way on every deployment (each says where it is)."""
+        return self.get(self.admin_url(server, path), timeout=timeout, tries=tries)
 
     def metrics(self, server: str) -> Metrics:
         return Metrics.parse(self.admin_get(server, "/metrics"))

@@ -259,6 +259,7 @@ def collect(
     title: str,
     impairment: tuple[float, float] | None = None,
     impaired: str | None = None,
+    clients: Mapping[str, str] | None = None,
 ) -> RunData:
     """The run's data from Prometheus (``prom``: a `seashard_lab.prometheus.Prometheus`).
 
@@ -266,8 +267,12 @@ def collect(
     target host to a short name (172.28.0.10 -> posix).  With an impairment, the
     latency is ``impaired``'s (the client whose link it was; all clients' if None)
     in the `BASELINE` seconds before it (the lab's background load runs all the
-    time, so "before" may reach back before the run) and during it.
+    time, so "before" may reach back before the run) and during it.  ``clients``
+    maps a client's Prometheus ``service`` label to its lab name where the two
+    differ (a swarm replica is client@ADDRESS, the lab's client-N).
     """
+    clients = dict(clients or {})
+    label_of = {name: label for label, name in clients.items()}
     data = RunData(title=title, duration=end - start, impaired=impaired)
     if impairment is not None:
         data.impairment = (impairment[0] - start, impairment[1] - start)
@@ -278,24 +283,25 @@ def collect(
         server, shard = labels.get("service", "?"), int(labels.get("shard", 0))
         data.accepted_rate.setdefault(server, {})[shard] = _rel(series, start)
 
-    window = f"{max(2, round(end - start))}s"
-    for labels, value in prom.query(f"increase(seashard_connections_total[{window}])", at=end):
+    for labels, value in _rise(prom, "seashard_connections_total", start, end):
         server, shard = labels.get("service", "?"), int(labels.get("shard", 0))
         data.shard_counts.setdefault(server, {})[shard] = value
-    for labels, value in prom.query(
-        f"sum by (service, target) (increase(seashard_load_requests_total[{window}]))", at=end
+    for labels, value in _rise(
+        prom, "sum by (service, target) (seashard_load_requests_total)", start, end
     ):
         host = labels.get("target", "?").rpartition(":")[0]
         server = names.get(host, host)  # every port of a server together
         per_client = data.client_counts.setdefault(server, {})
         client = labels.get("service", "?")
+        client = clients.get(client, client)
         per_client[client] = per_client.get(client, 0.0) + value
 
     phases = [("run", start, end)]
     if impairment is not None:
         on, off = impairment
         phases = [("before", on - max(BASELINE, on - start), on), ("during", on, off)]
-    selector = f'{{service="{impaired}"}}' if impairment is not None and impaired else ""
+    who = label_of.get(impaired, impaired) if impaired else None
+    selector = f'{{service="{who}"}}' if impairment is not None and who else ""
     for phase, t0, t1 in phases:
         if t1 - t0 < 1:
             continue
@@ -308,6 +314,25 @@ def collect(
             buckets = data.latency.setdefault(kind, {}).setdefault(target, {}).setdefault(phase, [])
             buckets.append((float(labels["le"]), value))
     return data
+
+
+def _rise(prom, expr: str, start: float, end: float) -> list[tuple[dict[str, str], float]]:
+    """How much each counter series of ``expr`` rose from ``start`` to ``end``: its
+    value at the end less its value at the start (the last scrape before each).
+    Not ``increase(...[W])``, which sees only the samples inside the window and so
+    misses what happened between ``start`` and the first scrape after it -- all of
+    a short run's burst, at times.  A series that went down was reset (a restarted
+    program): its value at the end is what it counted since."""
+    before = {_key(labels): value for labels, value in prom.query(expr, at=start)}
+    out = []
+    for labels, value in prom.query(expr, at=end):
+        was = before.get(_key(labels))
+        out.append((labels, value - was if was is not None and value >= was else value))
+    return out
+
+
+def _key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
 
 
 def _short(target: str, names: Mapping[str, str]) -> str:
@@ -345,10 +370,11 @@ def write_run_plots(
     title: str,
     impairment: tuple[float, float] | None = None,
     impaired: str | None = None,
+    clients: Mapping[str, str] | None = None,
 ) -> tuple[list[Path], str | None]:
     """Collect and draw; never raises.  Returns (files written, why some are missing)."""
     try:
-        data = collect(prom, start, end, names, title, impairment, impaired)
+        data = collect(prom, start, end, names, title, impairment, impaired, clients)
     except Exception as exc:  # noqa: BLE001 - Prometheus down, a bad answer, ...
         why = f"no data for the plots from Prometheus: {exc}"
         _missing(folder, [why], detail=traceback.format_exc())
@@ -368,7 +394,7 @@ def _missing(folder: Path, lines: list[str], detail: str = "") -> None:
 
 
 def write_lab_plots(
-    plan,
+    lab,
     folder: Path,
     start: float,
     end: float,
@@ -376,16 +402,26 @@ def write_lab_plots(
     impairment: tuple[float, float, str] | None = None,
     settle: float = 2.0,
 ) -> str:
-    """The charts of a run on the lab ``plan`` describes (a `seashard_lab.plan.AddressPlan`),
-    after ``settle`` seconds for Prometheus' last scrape; one line for the summary."""
-    from .plan import SERVERS, STACK_OF
+    """The charts of a run on ``lab`` (a `seashard_lab.lab.Lab`: its servers' addresses
+    and its Prometheus, whatever deployed it), after ``settle`` seconds for
+    Prometheus' last scrape; one line for the summary."""
+    from .plan import CLIENTS, SERVERS, STACK_OF
     from .prometheus import Prometheus
 
     time.sleep(settle)
-    names = {plan.service_ip(s): STACK_OF[s] for s in SERVERS}
+    names = {lab.service_ip(s): STACK_OF[s] for s in SERVERS}
     window, impaired = (impairment[:2], impairment[2]) if impairment else (None, None)
+    clients = {lab.prometheus_label(c): c for c in CLIENTS}
     written, why = write_run_plots(
-        folder, Prometheus(plan.prometheus_url()), start, end, names, title, window, impaired
+        folder,
+        Prometheus(lab.prometheus_url()),
+        start,
+        end,
+        names,
+        title,
+        window,
+        impaired,
+        clients,
     )
     line = "plots:     " + (", ".join(p.name for p in written) if written else "none")
     if why:

@@ -215,8 +215,9 @@ class Swarm:
 
     def containers(self, stack: str, *, running: bool = False) -> list[Container]:
         """The stack's task containers on this node."""
+        # ignore_removed: `stack rm` takes containers away while they are listed
         return self.client.containers.list(
-            all=not running, filters={"label": f"{STACK_LABEL}={stack}"}
+            all=not running, filters={"label": f"{STACK_LABEL}={stack}"}, ignore_removed=True
         )
 
     def network(self, stack: str, name: str) -> Any:

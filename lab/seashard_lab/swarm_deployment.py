@@ -9,10 +9,12 @@ differs is where things are, and `SwarmLab` says so:
   * the services are named as in compose: the replicated ``client`` service's
     tasks are client-1..N by slot;
   * the native stack answers on the task's own overlay address (the task has
-    no second one), so ``service_ip("native-server")`` is that address;
-  * the servers' admin endpoints answer on loopback inside their containers
-    (the native server's kernel has no lab address), so admin pages are
-    fetched there rather than from the probe.
+    no second one on the lab overlay), so ``service_ip("native-server")`` is that
+    address;
+  * what watches the lab -- admin endpoints, the clients' /metrics, Prometheus --
+    is on a second overlay, ``mgmt``, where every server's kernel has an address
+    of its own (`admin_ip`); the probe fetches admin pages there, as on compose;
+  * the host reaches Prometheus on its docker_gwbridge address (`prometheus_url`).
 
 Only tasks on this node can be looked into (exec, logs): the suites run on a
 one-node swarm; on a multi-node swarm `up`, `status` and `down` work from a
@@ -33,11 +35,12 @@ from docker.models.containers import Container
 
 from . import ROOT
 from .capture import CaptureHelper
-from .lab import Lab, LabError
+from .deployment import InContainers
+from .lab import Lab
 from .plan import (
-    ADMIN_PORT,
     LOAD_ARGS,
     LOAD_METRICS_ARGS,
+    PROMETHEUS_PORT,
     SERVE_ADMIN_ARGS,
     SERVERS,
     AddressPlan,
@@ -47,15 +50,22 @@ from .swarm import SERVICE_NAME_LABEL, TASK_NAME_LABEL, Swarm, Task, resolve_ima
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "lab-stack.yml"
 NETWORK = "lab"  # the stack's overlay network (STACK_lab)
+MGMT_NETWORK = "mgmt"  # admin endpoints, the clients' /metrics, Prometheus (STACK_mgmt)
 DEFAULT_SUBNET = "10.231.0.0/24"
+DEFAULT_MGMT_SUBNET = "10.231.1.0/24"
+GWBRIDGE = "docker_gwbridge"  # the host's bridge to the tasks of non-internal overlays
 DEFAULT_CLIENTS = 2
 # where the stack file places the servers: node.labels.seashard.SERVER == true
 SERVER_LABELS = {server: f"seashard.{server}" for server in SERVERS}
 
 
-def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
-    """A 10.231.N.0/24 that no network of the engine and no host route uses."""
+def free_subnet(
+    engine: Engine, exclude: Sequence[ipaddress.IPv4Network] = ()
+) -> ipaddress.IPv4Network:
+    """A /24 of LAB_SWARM_POOL (10.231.0.0/16) that no network of the engine, no
+    host route and nothing in ``exclude`` uses."""
     used = [ipaddress.ip_network(s, strict=False) for s in engine.all_subnets() if ":" not in s]
+    used += list(exclude)
     with open("/proc/net/route") as f:
         for line in f.readlines()[1:]:
             words = line.split()
@@ -64,13 +74,10 @@ def free_subnet(engine: Engine) -> ipaddress.IPv4Network:
             )
             if int(mask):
                 used.append(ipaddress.ip_network(f"{dest}/{mask}", strict=False))
-    free = [
-        c
-        for n in range(1, 255)
-        if not any((c := ipaddress.ip_network(f"10.231.{n}.0/24")).overlaps(u) for u in used)
-    ]
+    pool = ipaddress.IPv4Network(os.environ.get("LAB_SWARM_POOL") or "10.231.0.0/16")
+    free = [c for c in pool.subnets(new_prefix=24) if not any(c.overlaps(u) for u in used)]
     if not free:
-        raise EngineError("no free 10.231.N.0/24 for a swarm lab")
+        raise EngineError(f"no free /24 in {pool} for a swarm lab (LAB_SWARM_POOL)")
     return secrets.choice(free)
 
 
@@ -88,13 +95,18 @@ def lab_service(stack: str, container: Container) -> str | None:
 
 
 @dataclass
-class SwarmDeployment:
+class SwarmDeployment(InContainers):
     """deploy/swarm/lab-stack.yml as stack ``project`` on the engine's swarm."""
 
     project: str
     subnet: ipaddress.IPv4Network = field(
         default_factory=lambda: ipaddress.IPv4Network(
             os.environ.get("LAB_SUBNET") or DEFAULT_SUBNET
+        )
+    )
+    mgmt_subnet: ipaddress.IPv4Network = field(
+        default_factory=lambda: ipaddress.IPv4Network(
+            os.environ.get("LAB_MGMT_SUBNET") or DEFAULT_MGMT_SUBNET
         )
     )
     clients: int = DEFAULT_CLIENTS
@@ -113,6 +125,8 @@ class SwarmDeployment:
         return {
             "LAB_IMAGE": self.image,
             "LAB_SUBNET": str(self.subnet),
+            "LAB_MGMT_SUBNET": str(self.mgmt_subnet),
+            "LAB_STACK": self.project,
             "LAB_CLIENTS": str(self.clients),
             "LOAD_ARGS": os.environ.get("LOAD_ARGS") or LOAD_ARGS,
             "LAB_LOAD_METRICS_ARGS": LOAD_METRICS_ARGS,
@@ -172,7 +186,7 @@ class SwarmDeployment:
         return (
             ["posix-server", "native-server"]
             + [f"client-{n}" for n in range(1, self.clients + 1)]
-            + ["probe"]
+            + ["probe", "prometheus"]
         )
 
     def wait_running(self, timeout: float) -> list[Task]:
@@ -255,22 +269,44 @@ class SwarmDeployment:
             raise EngineError(f"no task for '{service}' in stack '{self.project}'")
         return self._containers[service]
 
-    def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0) -> Result:
-        return self.engine.exec(self.container(service), argv, timeout=timeout)
-
-    def program_running(self, service: str) -> bool:
-        return self.exec(service, ["labctl", "status"], timeout=20).ok
+    def _address_on(self, service: str, network: str) -> str:
+        nets = self.container(service).attrs["NetworkSettings"]["Networks"]
+        net = nets.get(f"{self.project}_{network}") or {}
+        if not net.get("IPAddress"):
+            raise EngineError(f"{service} has no address on {self.project}_{network}")
+        return str(net["IPAddress"])
 
     def ip_of(self, service: str) -> str:
         """The task's address on the stack's overlay (the native stack's, for native-server)."""
-        nets = self.container(service).attrs["NetworkSettings"]["Networks"]
-        net = nets.get(f"{self.project}_{NETWORK}") or {}
-        if not net.get("IPAddress"):
-            raise EngineError(f"{service} has no address on {self.project}_{NETWORK}")
-        return str(net["IPAddress"])
+        return self._address_on(service, NETWORK)
 
-    def logs(self, service: str, since: float | None = None) -> str:
-        return self.engine.logs(self.container(service), since=since)
+    def admin_ip(self, service: str) -> str:
+        """The task's address on the mgmt overlay: its kernel's, where admin answers."""
+        return self._address_on(service, MGMT_NETWORK)
+
+    def prometheus_url(self) -> str:
+        """Prometheus on its task's docker_gwbridge address: the host's way into the
+        stack without a published port (the stack's `web` network gives it that leg)."""
+        container = self.container("prometheus")
+        bridge = self.engine.client.networks.get(GWBRIDGE)
+        subnets = [
+            ipaddress.ip_network(c["Subnet"])
+            for c in (bridge.attrs.get("IPAM") or {}).get("Config") or []
+            if ":" not in c.get("Subnet", ":")
+        ]
+        out = self.engine.exec(container, ["ip", "-4", "-o", "addr", "show"], timeout=20)
+        for line in out.stdout.splitlines():
+            words = line.split()
+            ip = ipaddress.ip_interface(words[3]).ip if len(words) > 3 else None
+            if ip is not None and any(ip in n for n in subnets):
+                return f"http://{ip}:{PROMETHEUS_PORT}"
+        raise EngineError(f"prometheus of stack '{self.project}' has no address on {GWBRIDGE}")
+
+    def prometheus_label(self, service: str) -> str:
+        """prometheus-swarm.yml: a client replica is ``client@ITS_MGMT_ADDRESS``."""
+        if service.startswith("client-"):
+            return f"client@{self.admin_ip(service)}"
+        return service
 
     def health(self, service: str) -> str:
         """As compose reports it: "healthy"/"unhealthy" for the servers, from
@@ -328,8 +364,7 @@ class OverlayCaptureHelper(CaptureHelper):
 
 
 class SwarmLab(Lab):
-    """`Lab` on a swarm stack: where the native stack, the admin pages and the
-    whole lab's traffic are."""
+    """`Lab` on a swarm stack: where the native stack and the whole lab's traffic are."""
 
     deployment: SwarmDeployment
 
@@ -341,27 +376,6 @@ class SwarmLab(Lab):
     @property
     def native_stack_ip(self) -> str:
         return self.ip("native-server")
-
-    def admin_url(self, server: str, path: str = "/metrics") -> str:
-        return f"http://127.0.0.1:{ADMIN_PORT}{path}"
-
-    def admin_get(self, server: str, path: str, timeout: float = 5.0, tries: int = 3) -> str:
-        """GET an admin page inside the server's own container (loopback)."""
-        script = (
-            "import sys, urllib.request\n"
-            "r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
-            "sys.stdout.write(r.read().decode())\n"
-        )
-        url = self.admin_url(server, path)
-        last = None
-        for n in range(tries):  # a server that has just been restarted may need a moment
-            if n:
-                time.sleep(0.5)
-            last = self.exec(server, ["python3", "-c", script, url, str(timeout)], timeout=30)
-            if last.ok:
-                return last.stdout
-        assert last is not None
-        raise LabError(f"GET {url} in {server} failed: {last.stderr.strip()[-500:]}")
 
 
 def current(project: str | None = None, clients: int | None = None) -> SwarmDeployment:
@@ -381,6 +395,13 @@ def current(project: str | None = None, clients: int | None = None) -> SwarmDepl
         if cfg and cfg[0].get("Subnet"):
             deployment.subnet = ipaddress.IPv4Network(cfg[0]["Subnet"])
             deployment.plan = AddressPlan.from_env({"LAB_SUBNET": str(deployment.subnet)})
+        try:
+            mgmt = deployment.swarm.network(project, MGMT_NETWORK)
+            cfg = (mgmt.attrs.get("IPAM") or {}).get("Config") or []
+            if cfg and cfg[0].get("Subnet"):
+                deployment.mgmt_subnet = ipaddress.IPv4Network(cfg[0]["Subnet"])
+        except EngineError:
+            pass  # a stack of an older stack file: no mgmt overlay
         for service in deployment.swarm.stack_services(project):
             if service.name == f"{project}_client" and clients is None:
                 deployment.clients = int(service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"])

@@ -98,6 +98,7 @@ def show(deployment: SwarmDeployment) -> None:
         return
     print()
     print(f"stack '{deployment.project}': {deployment.network_summary()}")
+    print(f"  mgmt overlay {deployment.mgmt_subnet}: admin endpoints, /metrics, Prometheus")
     print(f"{'SERVICE':<14} {'NODE':<16} {'STATE':<10} {'ADDRESS':<18} ENDPOINTS")
     order = {name: n for n, name in enumerate(deployment.expected())}
     named = sorted(((_name(t), t) for t in tasks), key=lambda nt: order.get(nt[0], len(order)))
@@ -114,7 +115,8 @@ Watch it:
   scripts/lab capture --swarm lab 30          30 s of the whole lab (the overlay's bridge)
   scripts/lab scenario --swarm list           replay a situation (scenarios/*.toml) with a pcap
   docker exec $(docker ps -q -f name={stack}_posix-server) labctl restart [serve ARGS]
-  scripts/lab down --swarm                    remove the stack (and a swarm the lab made)"""
+  scripts/lab down --swarm                    remove the stack (and a swarm the lab made)
+  Prometheus                                  {_prometheus(deployment)}"""
     )
 
 
@@ -124,12 +126,30 @@ def _name(task: Task) -> str:
 
 def _endpoints(service: str) -> str:
     if service == "posix-server":
-        return "echo :1234 canned :1235 accept-logger :1236; admin :9100"
+        return "echo :1234 canned :1235 accept-logger :1236; admin :9100 on mgmt"
     if service == "native-server":
-        return "the native stack on this address; admin :9100 on the task's loopback"
+        return "the native stack on its lab address; admin :9100 on mgmt (the kernel's)"
     if service.startswith("client-"):
-        return "seashard load against posix-server and native-server (by name)"
+        return "load against posix-server, native-server (by name); /metrics :9200 :9201 on mgmt"
+    if service == "prometheus":
+        return "Prometheus :9090, scraping tasks.NAME on mgmt every 1 s"
     return "scapy, tcpdump" if service == "probe" else ""
+
+
+def _prometheus(deployment: SwarmDeployment) -> str:
+    """Prometheus' URL and how many of its targets are up, or why not."""
+    from .prometheus import Prometheus
+
+    try:
+        url = deployment.prometheus_url()
+    except EngineError as exc:
+        return f"not reachable from here: {exc}"
+    try:
+        targets = Prometheus(url).targets()
+    except Exception as exc:  # noqa: BLE001 - status says what it can
+        return f"{url}/graph  (not answering: {exc})"
+    up = sum(t.health == "up" for t in targets)
+    return f"{url}/graph  ({up} of {len(targets)} targets up)"
 
 
 def status(args: argparse.Namespace) -> int:
@@ -148,6 +168,9 @@ SWARM_SUITES = (
     "test_impairment.py",
     "test_packets.py",
     "test_scenarios.py",
+    "test_observe.py",
+    "test_failure_artifacts.py",
+    "test_lab_top.py",
 )
 
 
@@ -185,7 +208,10 @@ def test(args: argparse.Namespace) -> int:
 
 def test_deployment(project: str) -> SwarmDeployment:
     """The swarm deployment lab_tests' fixture makes (SEASHARD_LAB_DEPLOYMENT=swarm):
-    stack ``project`` on a free 10.231.N.0/24, LAB_CLIENTS (2) clients."""
+    stack ``project`` on two free /24s of LAB_SWARM_POOL (10.231.0.0/16: the lab
+    overlay and mgmt), LAB_CLIENTS (2) clients."""
     engine = Engine()
     clients = int(os.environ.get("LAB_CLIENTS") or 2)
-    return SwarmDeployment(project, subnet=free_subnet(engine), clients=clients, engine=engine)
+    subnet = free_subnet(engine)
+    mgmt = free_subnet(engine, exclude=[subnet])
+    return SwarmDeployment(project, subnet=subnet, mgmt_subnet=mgmt, clients=clients, engine=engine)

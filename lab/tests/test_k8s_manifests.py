@@ -146,3 +146,23 @@ def test_clients_can_impair_their_own_link():
     stack_env = yaml.safe_load(STACK.read_text())["services"]["client"]["environment"]
     for var in ("LOAD_ARGS", "LAB_LOAD_METRICS_ARGS"):
         assert stack_env[var] == "${" + var + ":-" + env(c)[var] + "}", var
+
+
+def test_prometheus_scrapes_the_posix_server_and_every_client_by_name():
+    c = container("prometheus")
+    assert c["args"] == ["prometheus"]
+    config = env(c)["LAB_PROMETHEUS_CONFIG"]
+    assert config == "/etc/seashard/prometheus/prometheus-k8s.yml"
+    prom = yaml.safe_load((ROOT / "images" / "lab" / "prometheus" / Path(config).name).read_text())
+    sd = {
+        (name, c["port"])
+        for job in prom["scrape_configs"]
+        for c in job["dns_sd_configs"]
+        for name in c["names"]
+    }
+    # the Services those names are (headless: one A record per pod), on those ports
+    assert sd == {("posix-server", 9100), ("client", 9200), ("client", 9201)}
+    services = by_kind("Service")
+    for name, port in sd - {("posix-server", 9100)}:
+        assert port in {p["port"] for p in services[name]["spec"]["ports"]}, (name, port)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": 9090}

@@ -160,13 +160,20 @@ class _FakePrometheus:
         return [({"service": "posix-server", "shard": "1"}, [(1000.0, math.nan), (1001.0, 1.5)])]
 
     def query(self, expr, at=None):
-        if "seashard_connections_total" in expr:
-            assert "[10s]" in expr and at == 1010.0
-            return [({"service": "posix-server", "shard": "0"}, 7.0)]
-        if "requests_total" in expr:
+        # counters: their value at the run's start and at its end
+        if expr == "seashard_connections_total":
+            assert at in (1000.0, 1010.0)
             return [
-                ({"service": "client-1", "target": "10.0.0.10:1234"}, 70.0),
-                ({"service": "client-1", "target": "10.0.0.10:1235"}, 5.0),
+                ({"service": "posix-server", "shard": "0"}, 3.0 if at == 1000.0 else 10.0),
+                # reset during the run (a restart): counted from zero
+                ({"service": "posix-server", "shard": "1"}, 50.0 if at == 1000.0 else 4.0),
+            ]
+        if "requests_total" in expr:
+            assert at in (1000.0, 1010.0) and "increase" not in expr
+            start = at == 1000.0
+            return [
+                ({"service": "client-1", "target": "10.0.0.10:1234"}, 30.0 if start else 100.0),
+                ({"service": "client-1", "target": "10.0.0.10:1235"}, 1.0 if start else 6.0),
             ]
         assert "latency_seconds_bucket" in expr
         # before: the 30 s up to the impairment (reaching back before the run); during: 6 s
@@ -181,20 +188,26 @@ class _FakePrometheus:
         ]
 
 
-def test_collect_maps_prometheus_answers_to_run_data():
-    data = plots.collect(
-        _FakePrometheus(),
+def _collect(prom, **options):
+    """A 10 s run from t=1000, client-2's link impaired from t=1004."""
+    return plots.collect(
+        prom,
         1000.0,
         1010.0,
         {"10.0.0.10": "posix"},
         "t",
         impairment=(1004.0, 1010.0),
         impaired="client-2",
+        **options,
     )
+
+
+def test_collect_maps_prometheus_answers_to_run_data():
+    data = _collect(_FakePrometheus())
     assert data.impairment == (4.0, 10.0)
     assert data.live == {"posix-server": {1: [(0.0, 2.0), (1.0, 3.0)]}}
     assert data.accepted_rate == {"posix-server": {1: [(1.0, 1.5)]}}  # NaN dropped
-    assert data.shard_counts == {"posix-server": {0: 7.0}}
+    assert data.shard_counts == {"posix-server": {0: 7.0, 1: 4.0}}
     assert data.client_counts == {"posix": {"client-1": 75.0}}  # its ports summed
     assert data.latency["echo"]["posix:1234"] == {
         "before": [(0.001, 1.0), (math.inf, 4.0)],
@@ -207,8 +220,8 @@ def test_cdf_of_nothing_is_empty(buckets):
     assert plots.cdf_points(buckets) == ([], [])
 
 
-class _Plan:
-    """An address plan whose Prometheus is a closed port on loopback."""
+class _Lab:
+    """A lab whose Prometheus is a closed port on loopback."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -219,10 +232,8 @@ class _Plan:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-
-class _Lab:
-    def __init__(self, port: int) -> None:
-        self.plan = _Plan(port)
+    def prometheus_label(self, service: str) -> str:
+        return service
 
     def impairment_window(self, end, since=0.0):
         return None
@@ -242,3 +253,27 @@ def test_a_scenario_without_prometheus_says_why_its_plots_are_missing(tmp_path, 
     assert "Connection refused" in line or "refused" in line.lower()
     assert "refused" in (tmp_path / plots.MISSING).read_text().lower()
     assert not list(tmp_path.glob("*.png"))
+
+
+class _SwarmPrometheus(_FakePrometheus):
+    """The same answers with a swarm's client labels (client@ADDRESS)."""
+
+    def query(self, expr, at=None):
+        if "latency_seconds_bucket" in expr:
+            assert '{service="client@10.0.1.7"}' in expr
+            expr = expr.replace("client@10.0.1.7", "client-2")
+        answers = super().query(expr, at)
+        return [
+            ({**lb, "service": "client@10.0.1.6"} if lb.get("service") == "client-1" else lb, v)
+            for lb, v in answers
+        ]
+
+
+def test_collect_names_swarm_replicas_as_the_lab_does():
+    data = _collect(
+        _SwarmPrometheus(),
+        clients={"client@10.0.1.6": "client-1", "client@10.0.1.7": "client-2"},
+    )
+    assert data.impaired == "client-2"
+    assert data.client_counts == {"posix": {"client-1": 75.0}}
+    assert data.latency["echo"]["posix:1234"]["during"] == [(0.001, 2.0), (math.inf, 4.0)]

@@ -48,12 +48,13 @@ def test_the_stack_gets_the_load_and_admin_args_from_plan(monkeypatch):
     monkeypatch.delenv("LOAD_ARGS", raising=False)
     d = SwarmDeployment.__new__(SwarmDeployment)
     d.image, d.clients = "seashard/lab:x", 3
-    d.subnet = "10.231.5.0/24"
+    d.subnet, d.mgmt_subnet, d.project = "10.231.5.0/24", "10.231.6.0/24", "st"
     env = SwarmDeployment.env(d)
     assert env["LOAD_ARGS"] == plan.LOAD_ARGS
     assert env["LAB_LOAD_METRICS_ARGS"] == plan.LOAD_METRICS_ARGS
     assert env["LAB_SERVE_ADMIN_ARGS"] == plan.SERVE_ADMIN_ARGS
     assert env["LAB_CLIENTS"] == "3" and env["LAB_SUBNET"] == "10.231.5.0/24"
+    assert env["LAB_MGMT_SUBNET"] == "10.231.6.0/24" and env["LAB_STACK"] == "st"
     # ... and the stack file's own defaults are the same (a plain `docker stack deploy`)
     services = yaml.safe_load(STACK_FILE.read_text())["services"]
     for server in plan.SERVERS:

@@ -122,3 +122,11 @@ def test_why_is_one_short_line():
         "HTTP 503 Service Unavailable"
     )
     assert top.why(ValueError("bad line")) == "not Prometheus text (bad line)"
+    # the probe's GET on a swarm: its error ends in the urllib exception line
+    probe = RuntimeError(
+        "GET http://10.0.1.5:9200/metrics failed: Traceback (most recent call last):\n"
+        '  File "<string>", line 2, in <module>\n'
+        "urllib.error.URLError: <urlopen error [Errno 111] Connection refused>"
+    )
+    assert top.why(probe) == "Connection refused"
+    assert top.why(RuntimeError("a\nno route")) == "no route"

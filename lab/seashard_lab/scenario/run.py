@@ -65,7 +65,7 @@ def _plots(lab: Lab, folder: Path, name: str, started_wall: float) -> str:
         from ..plots import write_lab_plots
 
         return write_lab_plots(
-            lab.plan, folder, started_wall, end, f"scenario {name}", lab.impairment_window(end)
+            lab, folder, started_wall, end, f"scenario {name}", lab.impairment_window(end)
         )
     except Exception as exc:  # noqa: BLE001 - e.g. matplotlib not installed
         (folder / "plots-missing.txt").write_text(f"no plots: {type(exc).__name__}: {exc}\n")

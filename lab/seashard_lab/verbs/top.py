@@ -4,12 +4,15 @@ It scrapes the endpoints itself (both servers' admin /metrics, every client's
 load-generator /metrics), in parallel with a short timeout so that one stuck
 service cannot stall the others, and shows what `seashard_lab.rates` derives
 from the last two scrapes.  `--once` takes two scrapes one interval apart (a
-rate needs two) and prints one frame.
+rate needs two) and prints one frame.  `--swarm`: the stack's endpoints are on
+its mgmt overlay, out of the host's reach, so each page is fetched by the probe
+(`Lab.get`, one `docker exec` per endpoint and frame).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import urllib.error
@@ -22,8 +25,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.live import Live
 
-from .. import rates, topview
-from ..plan import CLIENTS, SERVERS, STACK_OF, AddressPlan
+from .. import rates, swarm_verbs, topview
+from ..plan import CLIENTS, LOAD_METRICS_PORT, SERVERS, STACK_OF, AddressPlan
 
 HELP = "live per-shard and per-client view, every second (--once: one frame)"
 
@@ -57,7 +60,11 @@ def why(exc: BaseException) -> str:
         return f"no answer in {FETCH_TIMEOUT:g} s"
     if isinstance(exc, ValueError):
         return f"not Prometheus text ({exc})"
-    return str(exc) or type(exc).__name__
+    # e.g. the probe's GET (--swarm): the last line of its error says why, and
+    # of a "<urlopen error [Errno 111] Connection refused>" the reason alone
+    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    errno = re.search(r"\[Errno -?\d+\] ([^>]+)", last)
+    return errno.group(1).strip() if errno else last
 
 
 class Top:
@@ -131,9 +138,10 @@ def watch(
     interval: float = 1.0,
     console: Console | None = None,
     title: str = "seashard lab",
+    fetcher: Callable[[str], str] = fetch,
 ) -> int:
     console = console or Console()
-    top = Top(endpoints)
+    top = Top(endpoints, fetcher)
     try:
         if once:
             top.tick()  # the first scrape: counters only, no rates yet
@@ -168,7 +176,23 @@ def lab_endpoints(plan: AddressPlan) -> Endpoints:
     )
 
 
+def swarm_endpoints(lab) -> Endpoints:  # noqa: ANN001 - a SwarmLab
+    """A swarm stack's endpoints: admin and /metrics on its mgmt overlay."""
+    deployment = lab.deployment
+    clients = [c for c in deployment.services() if c.startswith("client-")]
+    return Endpoints(
+        servers=[(s, lab.admin_url(s)) for s in SERVERS],
+        clients=[
+            (c, f"http://{deployment.admin_ip(c)}:{LOAD_METRICS_PORT + i}/metrics")
+            for c in clients
+            for i in range(2)  # lab-load's target order: posix, native
+        ],
+        names={lab.service_ip(s): STACK_OF[s] for s in SERVERS},
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    swarm_verbs.add_arguments(p, "top")
     p.add_argument("--once", action="store_true", help="print one frame (two scrapes) and exit")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (1)")
 
@@ -179,6 +203,22 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("scripts/lab top: --interval must be above 0", file=sys.stderr)
         return 2
+    if args.swarm:
+        from ..swarm_deployment import SwarmLab
+        from ..swarm_deployment import current as swarm_current
+
+        stack = swarm_current()
+        if not stack.running():
+            print(f"scripts/lab top: no stack '{stack.project}' (up --swarm)", file=sys.stderr)
+            return 2
+        lab = SwarmLab(stack)
+        return watch(
+            swarm_endpoints(lab),
+            once=args.once,
+            interval=args.interval,
+            title=f"stack '{stack.project}' ({stack.subnet})",
+            fetcher=lambda url: lab.get(url, timeout=FETCH_TIMEOUT, tries=1),
+        )
     deployment = current()
     if not deployment.running():  # its addresses would lead nowhere (or out of the host)
         print(

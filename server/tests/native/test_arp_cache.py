@@ -94,3 +94,26 @@ def test_wakeup_hook_gets_each_retry_deadline() -> None:
     arp.poll(11.5)
     assert deadlines == [10.5, 11.0, 11.5]
     assert arp.next_deadline() is None
+
+
+def test_a_reply_that_lands_on_another_shard_reaches_the_shard_that_asked() -> None:
+    # AF_PACKET fanout hashes every ARP frame between two hosts to one shard: the
+    # reply to shard 0's request comes in on shard 1, which did not ask.
+    asker, asker_sent = make()
+    other, _ = make()
+    passed: list[tuple[str, str]] = []
+    other.on_reply_elsewhere = lambda ip, mac: passed.append((ip, mac))
+    asker.send_ipv4(PEER_IP, b"\x45" + bytes(19), now=0.0)  # queued behind a request
+    reply = ArpPacket(ArpOp.REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP)
+    assert other.handle(reply, 0.1) is None
+    assert other.entries(0.1) == {}  # still no entry where nobody asked (arp_accept=0)
+    assert passed == [(PEER_IP, PEER_MAC)]
+    # the stack hands it to the other shards; the one resolving it takes it
+    assert asker.answer(*passed[0], now=0.1) is True
+    assert asker.lookup(PEER_IP, 0.2) == PEER_MAC and asker.pending() == []
+    released = Ether(asker_sent[-1])
+    assert released.dst == PEER_MAC and bytes(released.payload)[:1] == b"\x45"
+    # a shard that is not resolving the address takes nothing from it
+    bystander, _ = make()
+    assert bystander.answer(PEER_IP, PEER_MAC, 0.1) is False
+    assert bystander.entries(0.1) == {}

@@ -53,7 +53,11 @@ class ArpCache:
     ``tx_drops["arp_pending_full"]``). Only a request for our address, or an
     answer to a resolution of ours, creates an entry: a reply nobody asked for
     only refreshes a known one (Linux, arp_accept=0), else it is counted in
-    ``arp_unsolicited_replies``.
+    ``arp_unsolicited_replies`` and handed to ``on_reply_elsewhere``: on an
+    AF_PACKET fanout the kernel hashes every ARP reply between two hosts to one
+    and the same shard, whichever shard asked, so the stack passes such a reply
+    to the other shards, and one that is resolving that address takes it
+    (`answer`).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class ArpCache:
         transmit: Transmit,
         *,
         on_learn: LearnHook | None = None,
+        on_reply_elsewhere: LearnHook | None = None,
         counters: dict[str, int] | None = None,
         drops: Counter[str] | None = None,
         tx_drops: Counter[str] | None = None,
@@ -76,6 +81,7 @@ class ArpCache:
         self.mac = mac_to_str(mac)
         self.transmit = transmit
         self.on_learn = on_learn
+        self.on_reply_elsewhere = on_reply_elsewhere
         # Called with a deadline whenever a new one is created, so an event-loop
         # owner can arm a timer without polling.
         self.wakeup: WakeupHook | None = None
@@ -184,6 +190,8 @@ class ArpCache:
         known = pkt.sender_ip in self._entries or pkt.sender_ip in self._pending
         if pkt.op == ArpOp.REPLY and for_us and not known:
             self.counters["arp_unsolicited_replies"] += 1  # creates no entry (arp_accept=0)
+            if self.on_reply_elsewhere is not None:  # ... unless another shard asked
+                self.on_reply_elsewhere(pkt.sender_ip, mac_to_str(pkt.sender_mac))
         elif pkt.sender_ip != _UNSPECIFIED and (known or (for_us and pkt.op == ArpOp.REQUEST)):
             # RFC 826 merge: refresh a known sender; add it when the packet is for us.
             self._learn(pkt.sender_ip, pkt.sender_mac, now)
@@ -195,6 +203,14 @@ class ArpCache:
             self.transmit(EthernetFrame(pkt.sender_mac, self.mac, ETH_P_ARP, reply.build()).build())
             self.counters["arp_replies_sent"] += 1
         return None
+
+    def answer(self, ip: str, mac: str, now: float) -> bool:
+        """A reply for our address that another shard received: taken only while
+        this shard is resolving ``ip`` (so no entry comes of a reply nobody asked for)."""
+        if ip not in self._pending or is_multicast_mac(mac):
+            return False
+        self._learn(ip, mac_to_str(mac), now)
+        return True
 
     def learn(self, ip: str, mac: str, now: float) -> None:
         """Accept an entry another shard learned (does not call ``on_learn`` back)."""

@@ -87,6 +87,7 @@ class Interface:
         *,
         tcp_handler: TcpHandler | None = None,
         on_arp_learn: LearnHook | None = None,
+        on_arp_reply_elsewhere: LearnHook | None = None,
         ident_start: int = 0,
         arp_options: Mapping[str, float] | None = None,
     ) -> None:
@@ -119,6 +120,7 @@ class Interface:
             self.mac,
             self._transmit,
             on_learn=on_arp_learn,
+            on_reply_elsewhere=on_arp_reply_elsewhere,
             counters=self.counters,
             drops=self.drops,
             tx_drops=self.tx_drops,

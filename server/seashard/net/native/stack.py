@@ -34,6 +34,7 @@ from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
 
 _ARP = "native.arp"
+_ARP_REPLY = "native.arp-reply"  # a reply another shard may be waiting for
 _SEGMENT = "native.segment"
 _TX = "native.tx"
 _LISTEN = "native.listen"
@@ -108,6 +109,7 @@ class NativeStack:
             iface_cfg,
             transmit,
             on_arp_learn=self._share_arp,
+            on_arp_reply_elsewhere=self._pass_arp_reply,
             arp_options={"max_entries": limits.arp_cache_entries},
         )
         rss = RssSteering(shard.count) if queues < shard.count else None
@@ -131,6 +133,7 @@ class NativeStack:
         if self.driver is not None:
             self.driver.start()
         shard.on(_ARP, self._on_arp)
+        shard.on(_ARP_REPLY, self._on_arp_reply)
         shard.on(_SEGMENT, self._on_segment)
         shard.on(_TX, self._on_tx)
         shard.on(_LISTEN, lambda _sender, port, _fds: self.tcp.listened_elsewhere.add(port))
@@ -147,6 +150,15 @@ class NativeStack:
     def _on_arp(self, _sender: int, payload: tuple[str, str], _fds: list[int]) -> None:
         ip, mac = payload
         self.interface.arp.learn(ip, mac, self.loop.time())
+
+    def _pass_arp_reply(self, ip: str, mac: str) -> None:
+        for s in self._others():
+            self.shard.send(s, _ARP_REPLY, (ip, mac))
+
+    def _on_arp_reply(self, _sender: int, payload: tuple[str, str], _fds: list[int]) -> None:
+        ip, mac = payload
+        if self.interface.arp.answer(ip, mac, self.loop.time()):
+            self._share_arp(ip, mac)  # the asker shares what it learned, as for its own reply
 
     def _forward(self, owner: int, src_ip: str, segment: bytes) -> None:
         self.shard.send(owner, _SEGMENT, (src_ip, segment))
