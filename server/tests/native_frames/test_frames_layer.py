@@ -13,7 +13,6 @@ from frames_helpers import (
     Proc,
     data_of,
     flags,
-    options,
     seq_add,
 )
 
