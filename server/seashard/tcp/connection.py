@@ -98,7 +98,12 @@ MAX_WSCALE = 14  # RFC 7323 2.3
 MIN_MSS = 64  # floor for a peer's absurdly small MSS option
 TLP_WCDELACK = 0.2  # RFC 8985 WCDelAckT (Linux: TCP_RTO_MIN) when one segment is out
 TLP_MIN = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
+# Our choice, not Linux's (2 jiffies): a probe never sooner than 50 ms.  A Python
+# shard under load takes tens of ms to get to a queued ACK, and a sooner probe
+# is spurious; scripts with RTTs above 25 ms see Linux's 2*SRTT unchanged.
+TLP_FLOOR = 0.05
 PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
+TS_OPTION_LEN = 12  # NOP NOP TS: on every segment once timestamps are on
 
 # Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
 _FIN = int(Flags.FIN)
@@ -190,8 +195,7 @@ class TcpConfig:
     cc: str = LINUX["cc"]  # congestion control: "cubic" or "newreno" (cc/)
     sack: bool = LINUX["sack"]  # offer/accept SACK-permitted (RFC 2018)
     timestamps: bool = LINUX["timestamps"]  # offer/accept TSopt (RFC 7323)
-    tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7)
-    rack: bool = LINUX["rack"]  # RACK time-based loss detection (RFC 8985 6)
+    tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7), SACK connections only
     keepalive_idle: float | None = None  # None: no keepalive
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
@@ -254,7 +258,6 @@ class TcpStats:
     dsacks_sent: int = 0
     dsacks_received: int = 0
     tlp_probes: int = 0  # tail loss probes sent (RFC 8985 7)
-    rack_lost: int = 0  # segments RACK marked lost (RFC 8985 6)
 
 
 class Connection:
@@ -307,6 +310,7 @@ class Connection:
         # offset (Linux: a keyed hash of the 4-tuple; the caller may pass one).
         self.ts_offset = random.getrandbits(32)
         self.ts_recent = 0
+        self._ts_ms = 0  # the latest millisecond our TSval used
         self.ts_recent_stamp = now
         self._last_ack_sent = 0  # RCV.NXT in the last ACK sent (RFC 7323 Last.ACK.sent)
         self._seg_tsecr = 0  # the TSecr of the segment being processed (0: none)
@@ -1143,6 +1147,8 @@ class Connection:
             return
         pto = 2 * srtt
         pto += TLP_WCDELACK if seq_diff(self.snd_max, self.snd_una) <= self.mss else TLP_MIN
+        if pto < TLP_FLOOR:
+            pto = TLP_FLOOR
         when = now + pto
         if self._rtx_deadline is not None and self._rtx_deadline < when:
             when = self._rtx_deadline
@@ -1467,10 +1473,17 @@ class Connection:
                 base = self.rcv_nxt - self._rcv_off
                 if self._rsack.dsack is not None:
                     self.stats.dsacks_sent += 1
-                seg.sack_blocks = tuple(
-                    ((base + a) & SEQ_MASK, (base + b) & SEQ_MASK)
-                    for a, b in self._rsack.take(3 if self.ts_ok else 4)
-                )
+                limit = 3 if self.ts_ok else 4
+                if payload:
+                    # Options and payload within the MSS (Linux shrinks the payload;
+                    # here a full data segment carries fewer blocks, or none).
+                    room = self.mss - len(payload)
+                    limit = min(limit, max(0, (room - 4) // 8))
+                if limit:
+                    seg.sack_blocks = tuple(
+                        ((base + a) & SEQ_MASK, (base + b) & SEQ_MASK)
+                        for a, b in self._rsack.take(limit)
+                    )
             self._last_ack_sent = self.rcv_nxt
             if self._quick > 0:
                 self._quick -= 1  # Linux tcp_dec_quickack_mode, per segment sent
@@ -1548,10 +1561,13 @@ class Connection:
         if ts is not None and self.ts_ok:
             self.ts_recent = ts[0]
             self.ts_recent_stamp = now
+
         self.peer_mss = seg.mss
         peer_mss = seg.mss if seg.mss is not None else DEFAULT_MSS
         self.mss = max(MIN_MSS, min(cfg.mss, peer_mss))
         self._rcv_mss = min(self.mss, DEFAULT_MSS)
+        if self.ts_ok:
+            self.mss = max(MIN_MSS, self.mss - TS_OPTION_LEN)
         if seg.wscale is not None and cfg.wscale is not None:
             self.wscale_ok = True
             self.snd_shift = min(seg.wscale, MAX_WSCALE)
@@ -1613,19 +1629,28 @@ class Connection:
         self.stats.segments_out += 1
 
     def _offered_wscale(self) -> int | None:
-        """Our window-scale shift: the configured one, but with a granularity of at
-        most 1/8 of the receive buffer (a huge shift on a small buffer would round
-        every offered window down to zero)."""
-        ws = self.config.wscale
+        return self.offered_wscale(self.config)
+
+    @staticmethod
+    def offered_wscale(cfg: TcpConfig) -> int | None:
+        """Our window-scale shift: AUTO computes it from the receive buffer as Linux
+        does; an explicit one is capped to a granularity of at most 1/8 of the
+        receive buffer (a huge shift on a small buffer would round every offered
+        window down to zero)."""
+        ws = cfg.wscale
         if ws is None:
             return None
         if ws == AUTO:
-            return linux_wscale(self.config.recv_buffer)
-        return min(ws, max(0, (self.config.recv_buffer // 8).bit_length() - 1))
+            return linux_wscale(cfg.recv_buffer)
+        return min(ws, max(0, (cfg.recv_buffer // 8).bit_length() - 1))
 
     def _ts_now(self, now: float) -> int:
         """Our TSval: a 1 ms clock (RFC 7323 5.4 allows 1 ms..1 s) plus the offset."""
-        return (int(now * 1000) + self.ts_offset) & SEQ_MASK
+        ms = int(now * 1000)
+        if ms < self._ts_ms:
+            ms = self._ts_ms  # never backwards, whatever clock readings the caller mixes
+        self._ts_ms = ms
+        return (ms + self.ts_offset) & SEQ_MASK
 
     def _establish(self, now: float) -> None:
         self.state = State.FIN_WAIT_1 if self._fin_queued else State.ESTABLISHED

@@ -26,7 +26,9 @@ SYN options            mss, sackOK+TS (12 bytes),       same layout
 cc                     "cubic" (RFC 9438, beta 0.7,     "newreno" (RFC 5681/6582)
                        C 0.4, fast convergence) + PRR
 sack, timestamps       on (tcp_sack=1, tcp_timestamps=1) on
-tlp / rack             on (tcp_recovery=1, early_retrans=3) off
+tlp                    Linux: on (tcp_early_retrans=3); off
+                       OFF here by default (see LINUX)
+rack                   Linux: on; not implemented here  -
 =====================  ===============================  ===============================
 """
 
@@ -47,8 +49,9 @@ LINUX: dict[str, Any] = {
     "cc": "cubic",
     "sack": True,
     "timestamps": True,
-    "tlp": True,
-    "rack": True,
+    # Off for now (Linux: on): under load a Python shard reaches queued ACKs late
+    # and the probe fires spuriously (test_native_server's echo of 300 flows).
+    "tlp": False,
 }
 
 RFC: dict[str, Any] = {
@@ -61,7 +64,6 @@ RFC: dict[str, Any] = {
     "sack": True,
     "timestamps": True,
     "tlp": False,
-    "rack": False,
 }
 
 PROFILES = {"linux": LINUX, "rfc": RFC}
