@@ -22,19 +22,36 @@ What is implemented (RFC numbers are the references the code follows):
   challenge ACK, at most ``challenge_ack_limit`` per ``challenge_ack_interval``
   per connection.
 * MSS option (536 when the peer sends none), RFC 7323 window scaling (only
-  when both SYNs carry it; never applied to SYN segments; our shift is capped
-  so one window unit is at most 1/8 of the receive buffer).
+  when both SYNs carry it; never applied to SYN segments; our shift is Linux's,
+  the smallest that fits the receive buffer in 16 bits, ``linux_wscale``).
+* SYN options in Linux's order and layout (``wire/tcp.py``): mss, sackOK+TS
+  (12 bytes), nop+wscale.
+* RFC 7323 timestamps: a 1 ms clock plus a per-connection offset (the layer
+  passes Linux's keyed hash of the 4-tuple), RTTM (every ACK of new data is
+  timed by its TSecr, retransmission or not), PAWS (R1; 24-day idle rule),
+  TS.Recent only from a segment covering Last.ACK.sent.  The send MSS is 12
+  bytes smaller once TS are on (Linux tcp_current_mss).
+* SACK (RFC 2018): blocks for out-of-order data, most recent first, D-SACK
+  (RFC 2883) for duplicates (``sack.ReceiverSack``); the sender's scoreboard,
+  RFC 6675 recovery (IsLost, pipe, NextSeg rule 1) with PRR-SSRB (RFC 6937) for
+  the amount sent, and after a timeout go-back-N that skips SACKed data.
+* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (off
+  by default, see ``profile.py``).  RACK's time-based loss detection is not
+  implemented.
+* Congestion control behind ``cc/`` (CUBIC by default, NewReno selectable).
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
 * Sender SWS avoidance; Nagle optional (off by default, i.e. TCP_NODELAY).
 * RFC 6298 retransmission timer with Karn's rule, exponential backoff and a
   retry limit; SYN retries; go-back-N after a timeout; RTO reset to 3 s after
   a handshake that needed retransmission (RFC 6298 5.7).
-* NewReno (RFC 5681 + RFC 6582, "Impatient" timer variant, full-ACK deflation
-  option 1), RFC 6928 initial window by default, restart after idle (5681 4.1).
-* Delayed ACK (every second full-sized segment or after ``delayed_ack``;
+* Without SACK: NewReno recovery (RFC 5681 + RFC 6582, "Impatient" timer
+  variant, full-ACK deflation option 1) over the same controller; RFC 6928
+  initial window, restart after idle (5681 4.1).
+* Delayed ACK (Linux's rule: more than one full-sized segment unACKed, in
+  bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
-  window and for FIN).
+  window and for FIN).  Linux's values are named in ``profile.py``.
 * Zero-window probing (one byte of new data, exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
@@ -57,16 +74,20 @@ Choices worth knowing:
   with ``reopen_syn`` set, and the caller passes that SYN to its listener (with
   an ISS above the old ``snd_max``).  Any other SYN gets a challenge ACK.
   RSTs are ignored in TIME-WAIT (RFC 1337) unless ``rfc1337=False``.
-* SACK and timestamps: neither offered nor used; the Segment fields exist.
-  URG is ignored.  Data carried on a SYN is not accepted (the peer resends it).
+* URG is ignored.  Data carried on a SYN is not accepted (the peer resends it).
+* SACK blocks on a full data segment are cut to what fits the MSS (Linux
+  shrinks the payload instead); pure ACKs carry them all.
+* Linux re-enters quick-ACK mode on some events (after an idle longer than
+  the RTO, ECN); here quick-ACK is only at the start.
 * The ACK field of an old duplicate segment (or of a segment refused by a zero
   window) is still processed, after the RFC 5961 ACK check; the segment's data
   is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.
 * A peer answering retransmissions with a zero window does not use up the
   retry limit (as Linux), as long as it keeps answering; unless the connection
   is an orphan (``orphan()``).
-* ``from_cookie`` connections have no window scaling or SACK (the cookie has no
-  room for them without timestamps), and the MSS rounded down to the cookie's table.
+* ``from_cookie`` connections have no window scaling or SACK unless the cookie's
+  TSval carried them (timestamps on, as Linux), and the MSS rounded down to the
+  cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
 * ``error`` values: "connection reset", "connection refused", "timed out",
