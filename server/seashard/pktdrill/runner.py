@@ -1,0 +1,126 @@
+"""Run scripts on one stack or both, and print what a bug report needs.
+
+Exit status: 0 when nothing failed (pass or unsupported), 1 when a script
+failed on some stack, 2 for a syntax error (one line, ``FILE:LINE: what``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from .engine import Engine, Result
+from .model import DEFAULT_TOLERANCE, Command, Script, ScriptError, Syscall, TcpSpec, Unsupported
+from .native import NativeTarget
+from .parser import parse_file
+from .syscalls import SUPPORTED, check_names
+
+STACKS = ("native", "linux", "both")
+
+
+def prescan(script: Script) -> None:
+    """Mark the script unsupported by its first feature outside the subset, before any
+    stack runs it: a script must not pass or fail on the part the runner does model."""
+    probe = NativeTarget()
+    try:
+        for ev in script.events:
+            what = ev.what
+            try:
+                if isinstance(what, TcpSpec):
+                    if what.flags.startswith("<"):
+                        raise Unsupported(f"packet type {what.flags[1:-1]}")
+                    for o in what.options or ():
+                        if o.kind.startswith("unsupported:"):
+                            raise Unsupported(f"TCP option {o.kind.split(':')[1]}")
+                elif isinstance(what, Syscall):
+                    if what.name not in SUPPORTED:
+                        raise Unsupported(f"syscall {what.name}")
+                    for a in what.args:
+                        check_names(a)
+                elif isinstance(what, Command):
+                    if what.text == "%{python}%":
+                        raise Unsupported("%{ }% python blocks (TCP_INFO checks)")
+                    probe.command(what.text)  # Unsupported when it cannot be mapped
+            except Unsupported as u:
+                script.unsupported = Unsupported(u.feature, ev.line)
+                return
+    finally:
+        probe.close()
+
+
+def run_native(script: Script, tolerance: float = DEFAULT_TOLERANCE) -> Result:
+    target = NativeTarget()
+    try:
+        return Engine(script, target, tolerance).run()
+    finally:
+        target.close()
+
+
+def run_one(path: str, stack: str, tolerance: float = DEFAULT_TOLERANCE) -> list[Result]:
+    """Parse (ScriptError propagates) and run on the stack(s) asked for."""
+    script = parse_file(path)
+    prescan(script)
+    results = []
+    if stack in ("native", "both"):
+        results.append(run_native(script, tolerance))
+    if stack in ("linux", "both"):
+        if script.unsupported is not None:
+            u = script.unsupported
+            results.append(Result(path, "linux", "unsupported", u.line, message=u.feature))
+        else:
+            from .linux import run_linux
+
+            results.append(run_linux(path, tolerance))
+    return results
+
+
+def side_by_side(native: Result, linux: Result, out: TextIO) -> None:
+    """The outbound packets of both runs in two columns; the first row that differs
+    is marked (timestamps dropped: the clocks differ, the packets should not)."""
+
+    def strip(row: str) -> str:
+        return row.split(" ", 1)[1] if " " in row else row
+
+    n, lx = native.seen, linux.seen
+    width = max([len(r) for r in n] + [20])
+    out.write(f"    {'native':<{width}}  | linux\n")
+    parted = False
+    for i in range(max(len(n), len(lx))):
+        a = n[i] if i < len(n) else "-"
+        b = lx[i] if i < len(lx) else "-"
+        mark = ""
+        if not parted and strip(a) != strip(b):
+            mark, parted = "   <-- the stacks part here", True
+        out.write(f"    {a:<{width}}  | {b}{mark}\n")
+
+
+def main_run(
+    paths: Iterable[str],
+    stack: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    out: TextIO = sys.stdout,
+    verbose: bool = False,
+) -> int:
+    counts: dict[str, dict[str, int]] = {}
+    failed = False
+    for path in paths:
+        try:
+            results = run_one(path, stack, tolerance)
+        except ScriptError as exc:
+            print(f"{path}:{exc.line}: {exc.message}", file=sys.stderr)
+            return 2
+        for r in results:
+            counts.setdefault(r.stack, {}).setdefault(r.status, 0)
+            counts[r.stack][r.status] += 1
+            failed |= r.status in ("fail", "error")
+            out.write(r.summary() + "\n")
+            if verbose and r.seen and r.status != "unsupported":
+                for row in r.seen:
+                    out.write(f"      {row}\n")
+        if stack == "both" and len(results) == 2 and results[0].status != results[1].status:
+            side_by_side(results[0], results[1], out)
+    for name, c in counts.items():
+        text = ", ".join(f"{c.get(k, 0)} {k}" for k in ("pass", "fail", "unsupported", "error"))
+        out.write(f"{name}: {text}\n")
+    return 1 if failed else 0
