@@ -18,7 +18,7 @@ packet path and the syscalls. Like packetdrill:
 - the data a segment carries does not matter, only its length (packetdrill's
   packets carry zeros).
 
-Several segments sent at the same instant that continue each other are seen as
+Several segments sent within the tolerance of each other that continue each other are seen as
 one when a script expects a larger one: that is what a kernel with TSO hands to
 the device (packetdrill's tun has TSO), and what a stack without it puts on the
 wire in MSS-sized pieces.
@@ -139,6 +139,10 @@ class Engine:
             if self.pending is not None:
                 self._finish_pending()
         except Mismatch as m:
+            # What the stack sent after the mismatch, for the report's record.
+            for left in list(self.target.captured()):
+                isn = self.flow.local_isn or 0
+                self.seen.append(f"{left.time:.3f} {left.describe(isn)}  (not compared)")
             result = Result(path, stack, "fail", m.line, message=m.message, seen=self.seen)
             if "\n" in m.message:
                 result.message, rest = m.message.split("\n", 1)
@@ -162,7 +166,10 @@ class Engine:
         t = event.time
         if t.end is None:
             return start
-        return start + t.end if t.end_rel else t.end
+        if t.kind == "abs" and not t.end_rel:
+            return t.end
+        # "+a~+b" and "+a...+b": both count from the previous event
+        return self.last + t.end
 
     # --------------------------------------------------------------- events
 
@@ -240,17 +247,18 @@ class Engine:
         if not queue:
             raise Mismatch(
                 event.line,
-                f"expected packet not sent (waited until {deadline:.3f})\n{event.source}\n"
-                "nothing",
+                f"expected packet not sent (waited until {deadline:.3f})\n{event.source}\nnothing",
             )
         seen = self._take(queue, spec)
         flow = self.flow
         if flow.local_port is None:
             flow.local_port = seen.sport
         if spec.flags.startswith("S") or (seen.flags & 0x02):
-            flow.local_isn = (seen.seq - spec.seq) & MASK
+            isn = (seen.seq - spec.seq) & MASK
+            if isn != flow.local_isn:
+                flow.ts_offset = None  # a new incarnation: its TS clock is learned again
+            flow.local_isn = isn
             flow.local_port = seen.sport
-            flow.ts_offset = None  # a new incarnation: its TS clock is learned again
         isn = flow.local_isn or 0
         self._learn_ts(seen, spec)
         actual = seen.describe(isn, 0, flow.ts_offset or 0)
@@ -286,7 +294,7 @@ class Engine:
             first.length < spec.length
             and rel == spec.seq
             and queue
-            and queue[0].time == first.time
+            and queue[0].time - first.time <= self.tol
             and queue[0].seq == (first.seq + first.length) & MASK
             and queue[0].ack == first.ack
             and (queue[0].flags | 0x08) == (first.flags | 0x08)
@@ -392,9 +400,7 @@ class Engine:
         if out.complaint:
             raise Mismatch(event.line, f"{out.complaint}\n{event.source}\n{got}")
         if want.kind == "int" and want.value != out.ret:
-            raise Mismatch(
-                event.line, f"{call.name}() returned {out.ret}\n{event.source}\n{got}"
-            )
+            raise Mismatch(event.line, f"{call.name}() returned {out.ret}\n{event.source}\n{got}")
         if out.ret == -1 and call.errno is not None and call.errno != out.errno:
             raise Mismatch(event.line, f"{call.name}() errno {out.errno}\n{event.source}\n{got}")
         if event.time.blocking and abs(now - when) > self.tol:

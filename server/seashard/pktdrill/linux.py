@@ -32,7 +32,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .engine import Engine, Flow, Outcome, Result
 from .model import DEFAULT_TOLERANCE, LOCAL_IP, Syscall, Unsupported

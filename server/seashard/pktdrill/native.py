@@ -66,6 +66,8 @@ SYSCTLS: dict[str, tuple[str, Callable[[str], Any]]] = {
 RMEM_MAX = 212992  # net.core.rmem_max's default
 # sysctls that change nothing this stack does (it has no TSO, no metrics cache).
 NO_EFFECT = {"tcp_min_tso_segs", "tcp_no_metrics_save", "tcp_tso_win_divisor"}
+# sysctls whose given value is what the native TCP does anyway (any other: unsupported).
+AS_NATIVE = {"tcp_syn_linear_timeouts": "0", "tcp_ecn": "0", "tcp_fastopen": "0"}
 
 
 class _Timer:
@@ -227,7 +229,7 @@ class NativeTarget:
     def command(self, text: str) -> None:
         for name, raw in _sysctls(text):
             short = name.rsplit(".", 1)[-1]
-            if short in NO_EFFECT:
+            if short in NO_EFFECT or AS_NATIVE.get(short) == raw:
                 continue
             if short not in SYSCTLS:
                 raise Unsupported(f"sysctl {name}")
@@ -325,9 +327,14 @@ class NativeSockets:
     # -------------------------------------------------------------- calls
 
     def _socket(self, call: Syscall, flow: Flow) -> Outcome:
-        if call.args and call.args[0].kind == "name" and call.args[0].value not in (
-            "AF_INET",
-            "PF_INET",
+        if (
+            call.args
+            and call.args[0].kind == "name"
+            and call.args[0].value
+            not in (
+                "AF_INET",
+                "PF_INET",
+            )
         ):
             raise Unsupported(f"socket family {call.args[0].value}")
         kind = value(call.args[1])
@@ -536,7 +543,9 @@ class NativeSockets:
             try:
                 await conn.write(bytes(size))
             except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
-                return Outcome(-1, "ECONNRESET" if isinstance(exc, ConnectionResetError) else "EPIPE")
+                return Outcome(
+                    -1, "ECONNRESET" if isinstance(exc, ConnectionResetError) else "EPIPE"
+                )
             return Outcome(size)
 
         return write()
@@ -625,7 +634,9 @@ class NativeSockets:
             return sock
         cmd = value(call.args[1])
         if cmd == CONSTANTS["F_GETFL"]:
-            return Outcome(CONSTANTS["O_RDWR"] | (CONSTANTS["O_NONBLOCK"] if sock.nonblocking else 0))
+            return Outcome(
+                CONSTANTS["O_RDWR"] | (CONSTANTS["O_NONBLOCK"] if sock.nonblocking else 0)
+            )
         if cmd == CONSTANTS["F_SETFL"]:
             sock.nonblocking = bool(value(call.args[2]) & CONSTANTS["O_NONBLOCK"])
             return Outcome(0)

@@ -74,7 +74,16 @@ def build_tcp(
     hlen = 20 + len(options)
     seg = bytearray(
         struct.pack(
-            "!HHIIBBHHH", sport, dport, seq & MASK, ack & MASK, (hlen // 4) << 4, flags, window, 0, 0
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            seq & MASK,
+            ack & MASK,
+            (hlen // 4) << 4,
+            flags,
+            window,
+            0,
+            0,
         )
     )
     seg += options + payload

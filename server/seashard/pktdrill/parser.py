@@ -82,7 +82,7 @@ def _strip_comments(text: str) -> str:
                 quote = None
             i += 1
             continue
-        if c in "\"`":
+        if c in '"`':
             quote = c
         elif text.startswith("//", i):
             j = text.find("\n", i)

@@ -97,6 +97,7 @@ UNSUPPORTED_NAMES = {
 }
 
 CONGESTION_OK = {"cubic", "reno"}
+_ERRNOS = {name: code for code, name in errno.errorcode.items()}  # [ECONNREFUSED] in SO_ERROR
 
 
 def errno_name(code: int) -> str:
@@ -110,6 +111,8 @@ def value(e: Expr) -> int:
     if e.kind == "name":
         if e.value in UNSUPPORTED_NAMES:
             raise Unsupported(UNSUPPORTED_NAMES[e.value])
+        if e.value in _ERRNOS:
+            return _ERRNOS[e.value]
         if e.value not in CONSTANTS:
             raise Unsupported(f"constant {e.value}")
         return CONSTANTS[e.value]
@@ -146,7 +149,9 @@ def check_names(e: Expr) -> None:
             check_names(part)
 
 
-def sockaddr(e: Expr, default_ip: str = REMOTE_IP, default_port: int = REMOTE_PORT) -> tuple[str, int]:
+def sockaddr(
+    e: Expr, default_ip: str = REMOTE_IP, default_port: int = REMOTE_PORT
+) -> tuple[str, int]:
     """``...`` or ``{sa_family=AF_INET, sin_port=htons(P), sin_addr=inet_addr("A")}``."""
     if e.kind != "struct":
         return default_ip, default_port
