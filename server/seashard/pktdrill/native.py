@@ -425,6 +425,7 @@ class NativeSockets:
             return sock
         _ip, port = sockaddr(call.args[1], LOCAL_IP, 8080)
         sock.port = port
+        flow.local_port = port
         return Outcome(0)
 
     def _listen(self, call: Syscall, flow: Flow) -> Outcome:
