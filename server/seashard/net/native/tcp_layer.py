@@ -187,6 +187,7 @@ class TcpLayer:
             wscale=pkt.wscale,
             sack_permitted=pkt.sack_permitted,
             timestamps=pkt.timestamps,
+            sack_blocks=pkt.sack_blocks,
         )
         if conn is not None:
             if (
@@ -425,6 +426,7 @@ class TcpLayer:
             wscale=seg.wscale,
             sack_permitted=seg.sack_permitted,
             timestamps=seg.timestamps,
+            sack_blocks=seg.sack_blocks,
         )
         self.stats["segments_out"] += 1
         self.interface.send_ipv4(remote, IpProto.TCP, pkt.build(self.interface.ip, remote), now)
