@@ -291,6 +291,7 @@ class _Sock:
         self.conn: NativeConnection | None = None
         self.connecting: _Proc | None = None
         self.error = 0  # the pending SO_ERROR
+        self.failed = False  # its connect failed (later writes: EPIPE, as Linux)
         self.linger_zero = False
         self.nodelay = False
         self.keepalive = False
@@ -492,9 +493,11 @@ class NativeSockets:
             try:
                 sock.conn = await self.layer.connect(SocketAddress(ip, port))
             except TimeoutError:
+                sock.failed = True
                 sock.error = errno.ETIMEDOUT
                 return Outcome(-1, "ETIMEDOUT")
             except ConnectionRefusedError:
+                sock.failed = True
                 sock.error = errno.ECONNREFUSED
                 return Outcome(-1, "ECONNREFUSED")
             if sock.nodelay:
@@ -523,6 +526,11 @@ class NativeSockets:
             return sock
         conn = self._conn(sock)
         if isinstance(conn, Outcome):
+            if sock.failed:
+                if sock.error:
+                    err, sock.error = sock.error, 0
+                    return Outcome(-1, errno_name(err))
+                return Outcome(-1, "EPIPE")
             return conn
         size = value(call.args[2])
         nonblocking = sock.nonblocking or (
@@ -531,7 +539,8 @@ class NativeSockets:
         tcp = conn.tcp
         if tcp.error and ("reset" in tcp.error or "refused" in tcp.error):
             tcp.error = "closed"  # reported once, as Linux's sk_err
-            return Outcome(-1, "ECONNRESET")
+            # Linux (tcp_reset): a reset in CLOSE-WAIT is EPIPE, elsewhere ECONNRESET.
+            return Outcome(-1, "EPIPE" if tcp.fin_received else "ECONNRESET")
         if nonblocking:
             try:
                 n = tcp.send(bytes(size), self.layer.now())
