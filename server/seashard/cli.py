@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=4000,
         help="how far a packet may be from its time (packetdrill's default: 4000)",
     )
+    pkt.add_argument(
+        "--init_scripts",
+        default="",
+        metavar="FILE[,FILE]",
+        help="shell scripts of sysctls played at time 0 first (packetdrill's option)",
+    )
     pkt.add_argument("-v", "--verbose", action="store_true", help="list every packet sent")
     return parser
 
@@ -195,7 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _pktdrill(args: argparse.Namespace) -> int:
     from seashard.pktdrill.runner import main_run
 
-    return main_run(args.scripts, args.stack, args.tolerance_usecs / 1e6, verbose=args.verbose)
+    inits = tuple(p for p in args.init_scripts.split(",") if p)
+    return main_run(
+        args.scripts,
+        args.stack,
+        args.tolerance_usecs / 1e6,
+        verbose=args.verbose,
+        init_scripts=inits,
+    )
 
 
 def _stack(args: argparse.Namespace) -> tuple[str, object] | str:

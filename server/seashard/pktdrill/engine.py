@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from .model import (
@@ -63,6 +64,7 @@ class Outcome:
     ret: int
     errno: str | None = None
     complaint: str | None = None
+    when: float | None = None  # when it returned (script seconds), set by the target
 
 
 class Pending(Protocol):
@@ -78,7 +80,8 @@ class Target(Protocol):
     def inject(self, packet: bytes) -> None: ...
     def captured(self) -> deque[Seen]: ...
     def syscall(self, call: Syscall, flow: Flow) -> Pending: ...
-    def command(self, text: str) -> None: ...
+    def command(self, text: str, script_dir: str = ".") -> None: ...
+    def restart_clock(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -132,8 +135,19 @@ class Engine:
         if self.script.unsupported is not None:
             u = self.script.unsupported
             return Result(path, stack, "unsupported", u.line, message=u.feature)
+        events = self.script.events
+        # Commands before the first timed event set the stage (sysctls): the clock
+        # starts after them, so a slow init script does not make every event late.
+        setup = 0
+        while setup < len(events) and isinstance(events[setup].what, Command):
+            setup += 1
         try:
-            for event in self.script.events:
+            for event in events[:setup]:
+                self.line = event.line
+                self._play(event)
+            self.target.restart_clock()
+            self.last = 0.0
+            for event in events[setup:]:
                 self.line = event.line
                 self._play(event)
             if self.pending is not None:
@@ -192,7 +206,7 @@ class Engine:
                 raise Unsupported("%{ }% python blocks (TCP_INFO checks)", event.line)
             start = self._start(event)
             self._wait_to(start)
-            self.target.command(what.text)
+            self.target.command(what.text, str(Path(self.script.path).resolve().parent))
             self.last = max(start, self.target.now())
 
     def _wait_to(self, when: float) -> None:
@@ -367,7 +381,7 @@ class Engine:
             return
         # A syscall without '...' must not block; the margin covers the thread
         # hand-off on a busy machine (the virtual clock needs none).
-        self.target.run_until(start + max(self.tol, 0.05), pend.done)
+        self.target.run_until(max(start, self.target.now()) + max(self.tol, 0.05), pend.done)
         if not pend.done():
             raise Mismatch(
                 event.line,
@@ -391,8 +405,8 @@ class Engine:
                 f"{call.name}() still blocked at {end + self.tol:.3f} (time limit of the line)"
                 f"\n{event.source}\nblocked",
             )
-        now = self.target.now()
-        self._check(event, call, pend.outcome(), end, now)
+        out = pend.outcome()
+        self._check(event, call, out, end, self.target.now() if out.when is None else out.when)
 
     def _check(self, event: Event, call: Syscall, out: Outcome, when: float, now: float) -> None:
         want = call.ret

@@ -65,7 +65,12 @@ def available() -> str | None:
     return None
 
 
-def run_linux(path: str, tolerance: float = DEFAULT_TOLERANCE, time_limit: float = 120.0) -> Result:
+def run_linux(
+    path: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    time_limit: float = 120.0,
+    init_scripts: tuple[str, ...] = (),
+) -> Result:
     why = available()
     if why is not None:
         return Result(path, "linux", "error", message=f"linux executor: {why}")
@@ -83,6 +88,7 @@ def run_linux(path: str, tolerance: float = DEFAULT_TOLERANCE, time_limit: float
             path,
             "--tolerance",
             str(tolerance),
+            *(f"--init={p}" for p in init_scripts),
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -116,8 +122,9 @@ class _Call:
     """One syscall, run by the worker thread (one thread for all: a syscall starts
     with no thread start-up delay, and the engine never overlaps two)."""
 
-    def __init__(self, fn: Callable[[], Outcome]) -> None:
+    def __init__(self, fn: Callable[[], Outcome], clock: Callable[[], float]) -> None:
         self.fn = fn
+        self.clock = clock
         self._outcome: Outcome | None = None
         self._event = threading.Event()
         _WORK.put(self)
@@ -129,6 +136,7 @@ class _Call:
             self._outcome = Outcome(-1, errno_name(exc.errno or 0))
         except Unsupported as exc:
             self._outcome = Outcome(-1, "EINVAL", complaint=f"unsupported: {exc.feature}")
+        self._outcome.when = self.clock()
         self._event.set()
 
     def done(self) -> bool:
@@ -168,6 +176,7 @@ class LinuxTarget:
         self.lock = threading.Lock()
         self.start = time.monotonic()
         self.socks: dict[int, socket.socket] = {}
+        self.ran: set[str] = set()
         threading.Thread(target=self._reader, daemon=True).start()
         threading.Thread(target=_worker, daemon=True).start()
 
@@ -200,11 +209,19 @@ class LinuxTarget:
     def captured(self) -> deque[Seen]:
         return self.queue
 
-    def command(self, text: str) -> None:
-        _check_command(text, self.script_dir)
-        proc = subprocess.run(
-            ["sh", "-c", text], cwd=self.script_dir, capture_output=True, text=True
-        )
+    def restart_clock(self) -> None:
+        self.start = time.monotonic()
+
+    def command(self, text: str, script_dir: str = ".") -> None:
+        _check_command(text, script_dir)
+        # The same init script given as --init_scripts and run by the script itself
+        # (packetdrill's ../common/defaults.sh) runs once: its `tc qdisc add` cannot twice.
+        key = _script_file(text, script_dir)
+        if key is not None:
+            if key in self.ran:
+                return
+            self.ran.add(key)
+        proc = subprocess.run(["sh", "-c", text], cwd=script_dir, capture_output=True, text=True)
         if proc.returncode != 0:
             line = (proc.stderr.strip().splitlines() or [""])[-1]
             raise Unsupported(f"command failed on this kernel: {text!r}: {line}")
@@ -225,8 +242,8 @@ class LinuxTarget:
         if call.name in ("socket", "listen", "bind", "connect"):
             # Checked here (not in the thread) so Unsupported reaches the engine.
             prepared = fn(call, flow)
-            return _Call(prepared)
-        return _Call(lambda: fn(call, flow)())
+            return _Call(prepared, self.now)
+        return _Call(lambda: fn(call, flow)(), self.now)
 
     def _get(self, call: Syscall) -> socket.socket:
         fd = value(call.args[0])
@@ -376,6 +393,15 @@ class LinuxTarget:
         return lambda: Outcome(fcntl.fcntl(sock.fileno(), cmd, arg))
 
 
+def _script_file(text: str, script_dir: str) -> str | None:
+    """The content of the init script a command runs (the same file may sit at two paths)."""
+    words = text.split()
+    path = Path(script_dir, words[0]) if len(words) == 1 else None
+    if path is not None and path.suffix == ".sh" and path.is_file():
+        return path.read_text()
+    return None
+
+
 def _check_command(text: str, script_dir: str) -> None:
     """Only sysctls of the network stack (per-namespace) may be set: a script must
     not change the host. Files the command names are read and checked too."""
@@ -397,8 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="seashard.pktdrill.linux")
     ap.add_argument("script")
     ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    ap.add_argument("--init", action="append", default=[])
     args = ap.parse_args(argv)
-    script = parse_file(args.script)
+    from .runner import prescan, with_init
+
+    script = with_init(parse_file(args.script), args.init)
+    prescan(script)
     target = LinuxTarget(str(Path(args.script).resolve().parent))
     engine = Engine(script, target, args.tolerance)
     progress = _Progress(engine)

@@ -14,10 +14,12 @@ import dataclasses
 import errno
 import heapq
 import itertools
+import math
 import re
 import shlex
 from collections import deque
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, cast
 
 from seashard.net.api import ListenOptions, SocketAddress
@@ -67,7 +69,29 @@ RMEM_MAX = 212992  # net.core.rmem_max's default
 # sysctls that change nothing this stack does (it has no TSO, no metrics cache).
 NO_EFFECT = {"tcp_min_tso_segs", "tcp_no_metrics_save", "tcp_tso_win_divisor"}
 # sysctls whose given value is what the native TCP does anyway (any other: unsupported).
-AS_NATIVE = {"tcp_syn_linear_timeouts": "0", "tcp_ecn": "0", "tcp_fastopen": "0"}
+AS_NATIVE = {
+    "tcp_syn_linear_timeouts": "0",
+    "tcp_ecn": "0",
+    "tcp_syncookies": "1",
+    "tcp_dsack": "1",
+    "tcp_reordering": "3",
+    "tcp_fack": "0",
+}
+# Settings of packetdrill's defaults.sh the native TCP does not model: accepted so the
+# upstream scripts can run, and named here because a script that depends on one may
+# fail on native for that reason (F-RTO, pacing, TFO keys, MPTCP, notsent_lowat).
+NOT_MODELLED = {
+    "tcp_frto",
+    "tcp_slow_start_after_idle",
+    "tcp_pacing_ss_ratio",
+    "tcp_pacing_ca_ratio",
+    "tcp_notsent_lowat",
+    "tcp_fastopen",  # TFO itself is outside the subset: scripts using it are unsupported
+    "tcp_fastopen_key",
+    "enabled",  # net.mptcp.enabled
+}
+# Lines of an init script that set up packetdrill's tun, not the TCP.
+SETUP_LINES = (re.compile(r"^ip tcp_metrics flush"), re.compile(r"^tc qdisc .* dev tun0 "))
 
 
 class _Timer:
@@ -86,8 +110,9 @@ class _Timer:
 class _Proc:
     """A coroutine driven by hand: resumed whenever the future it awaits is done."""
 
-    def __init__(self, coro: Coroutine[Any, Any, Outcome]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Outcome], clock: Callable[[], float]) -> None:
         self.coro = coro
+        self.clock = clock
         self.waiting: asyncio.Future[Any] | None = None
         self.result: Outcome | None = None
 
@@ -98,6 +123,7 @@ class _Proc:
             self.waiting = self.coro.send(None)
         except StopIteration as stop:
             self.result = stop.value
+            self.result.when = self.clock() - START
         return True
 
     def done(self) -> bool:
@@ -144,7 +170,7 @@ class VirtualLoop:
         return self._futures.create_future()
 
     def spawn(self, coro: Coroutine[Any, Any, Outcome]) -> _Proc:
-        proc = _Proc(coro)
+        proc = _Proc(coro, self.time)
         self.procs.append(proc)
         self.pump()
         return proc
@@ -215,6 +241,9 @@ class NativeTarget:
     def run_until(self, when: float, stop: Callable[[], bool] | None = None) -> None:
         self.loop.run_until(START + when, stop)
 
+    def restart_clock(self) -> None:
+        """Commands take no virtual time: nothing to do."""
+
     def inject(self, packet: bytes) -> None:
         frame = EthernetFrame(LOCAL_MAC, GATEWAY_MAC, ETH_P_IPV4, packet).build()
         self.iface.receive(frame, self.loop.time())
@@ -226,10 +255,23 @@ class NativeTarget:
     def syscall(self, call: Syscall, flow: Flow) -> Any:
         return self.sockets.call(call, flow)
 
-    def command(self, text: str) -> None:
+    def command(self, text: str, script_dir: str = ".") -> None:
+        path = Path(script_dir, text.split()[0]) if text.split() else None
+        if path is not None and path.suffix == ".sh" and len(text.split()) == 1:
+            if not path.is_file():
+                raise Unsupported(f"command {text!r} (no such file)")
+            for line in path.read_text().splitlines():
+                line = line.strip()
+                if (
+                    line
+                    and not line.startswith("#")
+                    and not any(r.match(line) for r in SETUP_LINES)
+                ):
+                    self.command(_expand(line), script_dir)
+            return
         for name, raw in _sysctls(text):
             short = name.rsplit(".", 1)[-1]
-            if short in NO_EFFECT or AS_NATIVE.get(short) == raw:
+            if short in NO_EFFECT or short in NOT_MODELLED or AS_NATIVE.get(short) == raw:
                 continue
             if short not in SYSCTLS:
                 raise Unsupported(f"sysctl {name}")
@@ -250,6 +292,14 @@ class NativeTarget:
 
     def close(self) -> None:
         self.loop.close()
+
+
+def _expand(line: str) -> str:
+    """$((a*b)) products, as defaults.sh uses for buffer sizes; redirections dropped."""
+    line = re.sub(
+        r"\$\(\(([0-9* ]+)\)\)", lambda m: str(math.prod(map(int, m[1].split("*")))), line
+    )
+    return re.sub(r"\s*>\s*/dev/null\s*2>&1\s*$", "", line)
 
 
 def _sysctls(text: str) -> list[tuple[str, str]]:

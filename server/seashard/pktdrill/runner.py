@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 from .engine import Engine, Result
-from .model import DEFAULT_TOLERANCE, Command, Script, ScriptError, Syscall, TcpSpec, Unsupported
+from .model import (
+    DEFAULT_TOLERANCE,
+    Command,
+    Event,
+    Script,
+    ScriptError,
+    Syscall,
+    TcpSpec,
+    Time,
+    Unsupported,
+)
 from .native import NativeTarget
 from .parser import parse_file
 from .syscalls import SUPPORTED, check_names
@@ -52,9 +63,21 @@ def run_native(script: Script, tolerance: float = DEFAULT_TOLERANCE) -> Result:
         target.close()
 
 
-def run_one(path: str, stack: str, tolerance: float = DEFAULT_TOLERANCE) -> list[Result]:
+def with_init(script: Script, init_scripts: Iterable[str]) -> Script:
+    """packetdrill's --init_scripts: shell scripts run at time 0, before the script's events."""
+    first = [Event(0, Time("abs", 0.0), Command(str(Path(p).resolve())), p) for p in init_scripts]
+    script.events[:0] = first
+    return script
+
+
+def run_one(
+    path: str,
+    stack: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    init_scripts: tuple[str, ...] = (),
+) -> list[Result]:
     """Parse (ScriptError propagates) and run on the stack(s) asked for."""
-    script = parse_file(path)
+    script = with_init(parse_file(path), init_scripts)
     prescan(script)
     results = []
     if stack in ("native", "both"):
@@ -66,7 +89,7 @@ def run_one(path: str, stack: str, tolerance: float = DEFAULT_TOLERANCE) -> list
         else:
             from .linux import run_linux
 
-            results.append(run_linux(path, tolerance))
+            results.append(run_linux(path, tolerance, init_scripts=init_scripts))
     return results
 
 
@@ -96,12 +119,13 @@ def main_run(
     tolerance: float = DEFAULT_TOLERANCE,
     out: TextIO = sys.stdout,
     verbose: bool = False,
+    init_scripts: tuple[str, ...] = (),
 ) -> int:
     counts: dict[str, dict[str, int]] = {}
     failed = False
     for path in paths:
         try:
-            results = run_one(path, stack, tolerance)
+            results = run_one(path, stack, tolerance, init_scripts)
         except ScriptError as exc:
             print(f"{path}:{exc.line}: {exc.message}", file=sys.stderr)
             return 2
