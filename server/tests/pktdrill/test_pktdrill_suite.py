@@ -118,7 +118,7 @@ def test_a_blocked_syscall_stops_at_its_line(tmp_path: Path) -> None:
 @pytest.mark.skipif(NO_LINUX is not None, reason=f"linux executor: {NO_LINUX}")
 def test_linux_time_limit_names_the_line(tmp_path: Path) -> None:
     script = tmp_path / "slow.pkt"
-    script.write_text(HANDSHAKE + "+30 > S. 0:0(0) ack 1 <mss 1460>\n")
+    script.write_text(HANDSHAKE + "+0 > S. 0:0(0) ack 1 <...>\n+30 < . 1:1(0) ack 1 win 257\n")
     result = run_linux(str(script), time_limit=3)
-    assert result.status == "fail" and result.line == 5
+    assert result.status == "fail" and result.line == 6
     assert "time limit" in result.message
