@@ -221,7 +221,11 @@ class LinuxTarget:
             if key in self.ran:
                 return
             self.ran.add(key)
-        proc = subprocess.run(["sh", "-c", text], cwd=script_dir, capture_output=True, text=True)
+        # set_sysctls.py (packetdrill's) names its restore script after PACKETDRILL_PID.
+        env = {**os.environ, "PACKETDRILL_PID": str(os.getpid())}
+        proc = subprocess.run(
+            ["sh", "-c", text], cwd=script_dir, capture_output=True, text=True, env=env
+        )
         if proc.returncode != 0:
             line = (proc.stderr.strip().splitlines() or [""])[-1]
             raise Unsupported(f"command failed on this kernel: {text!r}: {line}")

@@ -91,7 +91,11 @@ NOT_MODELLED = {
     "enabled",  # net.mptcp.enabled
 }
 # Lines of an init script that set up packetdrill's tun, not the TCP.
-SETUP_LINES = (re.compile(r"^ip tcp_metrics flush"), re.compile(r"^tc qdisc .* dev tun0 "))
+SETUP_LINES = (
+    re.compile(r"^ip tcp_metrics flush"),
+    re.compile(r"^tc qdisc .* dev tun0 "),
+    re.compile(r"^/tmp/sysctl_restore_"),  # undoing set_sysctls.py: each run starts afresh
+)
 
 
 class _Timer:
@@ -256,6 +260,20 @@ class NativeTarget:
         return self.sockets.call(call, flow)
 
     def command(self, text: str, script_dir: str = ".") -> None:
+        lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines() if ln.strip()]
+        if len(lines) > 1:
+            for line in lines:
+                self.command(line, script_dir)
+            return
+        text = lines[0] if lines else ""
+        if any(r.match(text) for r in SETUP_LINES):
+            return
+        words = text.split()
+        if words and words[0].endswith("set_sysctls.py"):
+            # packetdrill's helper: /proc/sys/PATH=VALUE arguments.
+            text = "sysctl " + " ".join(
+                w.removeprefix("/proc/sys/").replace("/", ".") for w in words[1:]
+            )
         path = Path(script_dir, text.split()[0]) if text.split() else None
         if path is not None and path.suffix == ".sh" and len(text.split()) == 1:
             if not path.is_file():

@@ -132,7 +132,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
             elif c in ")]}":
                 depth -= 1
         if depth <= 0 and not in_block and not in_tick:
-            result.append((start, " ".join(s.strip() for s in buf)))
+            # A multi-line backtick command keeps its lines (it is a shell script).
+            sep = "\n" if "`" in buf[0] else " "
+            result.append((start, sep.join(s.strip() for s in buf)))
             buf, depth = [], 0
     if buf:
         what = "%{ block" if in_block else "backtick command" if in_tick else "bracket"
