@@ -124,3 +124,4 @@ class Script:
     path: str
     events: list[Event] = field(default_factory=list)
     unsupported: Unsupported | None = None  # the first feature outside the subset
+    options: dict[str, str] = field(default_factory=dict)  # header lines --name=value

@@ -23,7 +23,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .model import Command, Event, Expr, Script, ScriptError, Syscall, TcpOpt, TcpSpec, Time
+from .model import (
+    Command,
+    Event,
+    Expr,
+    Script,
+    ScriptError,
+    Syscall,
+    TcpOpt,
+    TcpSpec,
+    Time,
+    Unsupported,
+)
 
 _NUM = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _ONE_TIME = rf"[+]?{_NUM}"
@@ -56,6 +67,13 @@ def parse_file(path: str | Path) -> Script:
 def parse_text(text: str, path: str = "<script>") -> Script:
     script = Script(path)
     for line, logical in _logical_lines(text):
+        if logical.startswith("--"):
+            # packetdrill's command-line options, written in the script's header.
+            name, _, value = logical[2:].partition("=")
+            script.options[name.strip()] = value.strip()
+            if name.strip() == "ip_version" and value.strip() != "ipv4":
+                script.unsupported = script.unsupported or Unsupported(f"IP {value}", line)
+            continue
         event = _parse_event(line, logical)
         if event is not None:
             script.events.append(event)
@@ -199,6 +217,9 @@ def _parse_event(line: int, text: str) -> Event | None:
 def _parse_packet(line: int, text: str) -> TcpSpec:
     direction = text[0]
     body = text[1:].strip()
+    if body.endswith("}") and "{" in body:
+        # packetdrill's packet mutation annotations ({rep ...}, {mut ...}): fuzzing.
+        return TcpSpec(direction, "<fuzz annotations>", 0, 0, 0, None, None, None)
     opts_text: str | None = None
     lt = body.find("<")
     if lt >= 0:

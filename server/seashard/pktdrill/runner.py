@@ -34,6 +34,8 @@ def prescan(script: Script) -> None:
     """Mark the script unsupported by its first feature outside the subset, before any
     stack runs it: a script must not pass or fail on the part the runner does model.
     (Commands are judged per stack when played: a sysctl may map on one only.)"""
+    if script.unsupported is not None:
+        return
     for ev in script.events:
         what = ev.what
         try:
@@ -79,6 +81,8 @@ def run_one(
     """Parse (ScriptError propagates) and run on the stack(s) asked for."""
     script = with_init(parse_file(path), init_scripts)
     prescan(script)
+    if "tolerance_usecs" in script.options:  # the script's own, as packetdrill reads it
+        tolerance = int(script.options["tolerance_usecs"]) / 1e6
     results = []
     if stack in ("native", "both"):
         results.append(run_native(script, tolerance))

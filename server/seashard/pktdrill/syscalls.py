@@ -134,8 +134,11 @@ def value(e: Expr) -> int:
 
 def check_names(e: Expr) -> None:
     """Raise Unsupported for any name outside the subset anywhere in ``e``."""
-    if e.kind == "name" and e.value in UNSUPPORTED_NAMES:
-        raise Unsupported(UNSUPPORTED_NAMES[e.value])
+    if e.kind == "name":
+        if e.value in UNSUPPORTED_NAMES:
+            raise Unsupported(UNSUPPORTED_NAMES[e.value])
+        if e.value not in CONSTANTS and e.value not in _ERRNOS:
+            raise Unsupported(f"constant {e.value}")
     if e.kind in ("or", "list"):
         for part in e.value:
             check_names(part)
