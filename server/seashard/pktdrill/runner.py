@@ -6,6 +6,7 @@ failed on some stack, 2 for a syntax error (one line, ``FILE:LINE: what``).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,12 +98,16 @@ def run_one(
     return results
 
 
-def side_by_side(native: Result, linux: Result, out: TextIO) -> None:
-    """The outbound packets of both runs in two columns; the first row that differs
-    is marked (timestamps dropped: the clocks differ, the packets should not)."""
+def side_by_side(
+    native: Result, linux: Result, out: TextIO, tolerance: float = DEFAULT_TOLERANCE
+) -> None:
+    """The outbound packets of both runs in two columns; the first row where they differ
+    in what a script compares (window aside, which scripts rarely pin) or in time beyond
+    the tolerance is marked."""
 
-    def strip(row: str) -> str:
-        return row.split(" ", 1)[1] if " " in row else row
+    def split(row: str) -> tuple[float, str]:
+        when, _, text = row.partition(" ")
+        return float(when), re.sub(r" win \d+", "", text)
 
     n, lx = native.seen, linux.seen
     width = max([len(r) for r in n] + [20])
@@ -112,9 +117,21 @@ def side_by_side(native: Result, linux: Result, out: TextIO) -> None:
         a = n[i] if i < len(n) else "-"
         b = lx[i] if i < len(lx) else "-"
         mark = ""
-        if not parted and strip(a) != strip(b):
-            mark, parted = "   <-- the stacks part here", True
+        if not parted:
+            if a == "-" or b == "-":
+                mark = "   <-- the stacks part here"
+            else:
+                (ta, pa), (tb, pb) = split(a), split(b)
+                if pa != pb:
+                    mark = "   <-- the stacks part here"
+                elif abs(ta - tb) > tolerance:
+                    mark = f"   <-- the stacks part here ({(ta - tb) * 1000:+.0f} ms)"
+            parted = bool(mark)
         out.write(f"    {a:<{width}}  | {b}{mark}\n")
+
+
+def _ends(r: Result) -> tuple[str, int, str]:
+    return r.status, r.line, r.message
 
 
 def main_run(
@@ -141,8 +158,8 @@ def main_run(
             if verbose and r.seen and r.status != "unsupported":
                 for row in r.seen:
                     out.write(f"      {row}\n")
-        if stack == "both" and len(results) == 2 and results[0].status != results[1].status:
-            side_by_side(results[0], results[1], out)
+        if stack == "both" and len(results) == 2 and _ends(results[0]) != _ends(results[1]):
+            side_by_side(results[0], results[1], out, tolerance)
     for name, c in counts.items():
         text = ", ".join(f"{c.get(k, 0)} {k}" for k in ("pass", "fail", "unsupported", "error"))
         out.write(f"{name}: {text}\n")
