@@ -10,8 +10,9 @@ packet path and the syscalls. Like packetdrill:
   (flags, relative seq, length, ack, window if written, options strictly
   unless ``<...>``), then their time within the tolerance; a relative time
   after an outbound packet counts from when it was actually seen, so timing
-  errors do not add up; so does one after any event that happened late on a
-  real clock (an injected packet, a syscall's return, a command);
+  errors do not add up; one after an event that began late on a real clock
+  (an injected packet, a syscall, a command) counts from when it began, and a
+  blocked syscall may return as late as the events that unblock it ran;
 - a syscall without ``...`` must return at its time (within the tolerance); one
   with ``start...end`` may block, the script goes on meanwhile, and it must
   return at ``end``;
@@ -206,8 +207,9 @@ class Engine:
                 raise Unsupported("%{ }% python blocks (TCP_INFO checks)", event.line)
             start = self._start(event)
             self._wait_to(start)
+            began = self.target.now()
             self.target.command(what.text, str(Path(self.script.path).resolve().parent))
-            self.last = max(start, self.target.now())
+            self.last = max(start, began)
 
     def _wait_to(self, when: float) -> None:
         """Let time pass to ``when``; a blocked syscall that returns meanwhile is checked."""
@@ -239,8 +241,9 @@ class Engine:
             encode_options(options),
             bytes(spec.length),
         )
+        began = self.target.now()
         self.target.inject(packet)
-        self.last = max(start, self.target.now())
+        self.last = max(start, began)
 
     def _map_inbound_option(self, o: TcpOpt, isn: int) -> TcpOpt:
         if o.kind == "sack":
@@ -369,10 +372,11 @@ class Engine:
     def _syscall(self, event: Event, call: Syscall) -> None:
         if self.pending is not None:
             _ev, pend, end = self.pending
-            self.target.run_until(end + self.tol, pend.done)
+            self.target.run_until(max(end, self.last) + self.tol, pend.done)
             self._finish_pending()
         start = self._start(event)
         self.target.run_until(start)
+        began = self.target.now()
         pend = self.target.syscall(call, self.flow)
         if event.time.blocking:
             end = self._end(event, start)
@@ -389,7 +393,7 @@ class Engine:
                 f"{start:.3f}\n{event.source}\nblocked",
             )
         self._check(event, call, pend.outcome(), start, start)
-        self.last = max(start, self.target.now())
+        self.last = max(start, began)
 
     def _finish_pending(self) -> None:
         assert self.pending is not None
@@ -397,18 +401,30 @@ class Engine:
         self.pending = None
         call = event.what
         assert isinstance(call, Syscall)
+        # The events that unblock it may have run late on a real clock: it may return
+        # as much later (self.last is when the latest event actually happened).
+        limit = max(end, self.last) + self.tol
         if not pend.done():
-            self.target.run_until(end + self.tol, pend.done)
+            self.target.run_until(limit, pend.done)
         if not pend.done():
             raise Mismatch(
                 event.line,
-                f"{call.name}() still blocked at {end + self.tol:.3f} (time limit of the line)"
+                f"{call.name}() still blocked at {limit:.3f} (time limit of the line)"
                 f"\n{event.source}\nblocked",
             )
         out = pend.outcome()
-        self._check(event, call, out, end, self.target.now() if out.when is None else out.when)
+        returned = self.target.now() if out.when is None else out.when
+        self._check(event, call, out, end, returned, max(end, self.last))
 
-    def _check(self, event: Event, call: Syscall, out: Outcome, when: float, now: float) -> None:
+    def _check(
+        self,
+        event: Event,
+        call: Syscall,
+        out: Outcome,
+        when: float,
+        now: float,
+        latest: float | None = None,
+    ) -> None:
         want = call.ret
         got = f"{call.name}() = {out.ret}" + (f" {out.errno}" if out.errno else "")
         if out.complaint:
@@ -417,7 +433,9 @@ class Engine:
             raise Mismatch(event.line, f"{call.name}() returned {out.ret}\n{event.source}\n{got}")
         if out.ret == -1 and call.errno is not None and call.errno != out.errno:
             raise Mismatch(event.line, f"{call.name}() errno {out.errno}\n{event.source}\n{got}")
-        if event.time.blocking and abs(now - when) > self.tol:
+        if event.time.blocking and not (
+            when - self.tol <= now <= (when if latest is None else latest) + self.tol
+        ):
             raise Mismatch(
                 event.line,
                 f"timing: {call.name}() returned at {now:.3f}, expected {when:.3f}"
