@@ -148,7 +148,8 @@ def main_run(
         try:
             results = run_one(path, stack, tolerance, init_scripts)
         except ScriptError as exc:
-            print(f"{path}:{exc.line}: {exc.message}", file=sys.stderr)
+            where = f"{path}:{exc.line}" if exc.line else path
+            print(f"{where}: {exc.message}", file=sys.stderr)
             return 2
         for r in results:
             counts.setdefault(r.stack, {}).setdefault(r.status, 0)
