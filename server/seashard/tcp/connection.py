@@ -935,7 +935,11 @@ class Connection:
             self.stats.dup_segments += 1
             self._emit_ack()
             return
-        if seg.seg_len:
+        if seg.seg_len or seg.seq != self.rcv_nxt:
+            # Linux tcp_timewait_state_process: an out-of-window segment is ACKed
+            # (and, carrying an ACK, restarts TIME-WAIT); a bare ACK at RCV.NXT is not.
+            if flags & _ACK:
+                self.time_wait_until = now + 2 * self.config.msl
             self._emit_ack()
 
     # ------------------------------------------------------------- ACK processing
@@ -1609,6 +1613,12 @@ class Connection:
         tsval = self._ts_now(now)
         if synack:
             wscale = self.rcv_shift if self.wscale_ok else None
+            sack, ts_on = self.sack_ok, self.ts_ok
+            if not self.passive:
+                # Simultaneous open: Linux's SYN-ACK repeats its SYN's options
+                # (tcp_syn_options), whatever the peer's SYN offered.
+                sack, ts_on = cfg.sack, cfg.timestamps
+                wscale = self._offered_wscale()
             seg = Segment(
                 self.iss,
                 self.rcv_nxt,
@@ -1616,8 +1626,8 @@ class Connection:
                 win,
                 mss=cfg.mss,
                 wscale=wscale,
-                sack_permitted=self.sack_ok,
-                timestamps=(tsval, self.ts_recent) if self.ts_ok else None,
+                sack_permitted=sack,
+                timestamps=(tsval, self.ts_recent if self.ts_ok else 0) if ts_on else None,
             )
             self._rcv_adv = seq_add(self.rcv_nxt, win)
             self._last_ack_sent = self.rcv_nxt
