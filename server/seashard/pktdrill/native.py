@@ -25,6 +25,7 @@ from typing import Any, cast
 from seashard.net.api import ListenOptions, SocketAddress
 from seashard.net.native.devices import MemoryDevice
 from seashard.net.native.ipv4 import Interface, InterfaceConfig
+from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
 from seashard.tcp.connection import State, TcpConfig, TcpStateError
@@ -224,7 +225,12 @@ class NativeTarget:
             arp_options={"entry_ttl": 1e9},  # the virtual clock may run for minutes
         )
         self.layer = TcpLayer(
-            self.iface, cast(asyncio.AbstractEventLoop, self.loop), 0, 1, log=lambda _m: None
+            self.iface,
+            cast(asyncio.AbstractEventLoop, self.loop),
+            0,
+            1,
+            limits=NativeLimits(tcp_tlp=True),  # Linux's tcp_early_retrans=3
+            log=lambda _m: None,
         )
         self.iface.tcp_handler = self.layer.on_packet
         self.iface.arp.learn(GATEWAY_IP, GATEWAY_MAC, self.loop.time())

@@ -26,8 +26,9 @@ SYN options            mss, sackOK+TS (12 bytes),       same layout
 cc                     "cubic" (RFC 9438, beta 0.7,     "newreno" (RFC 5681/6582)
                        C 0.4, fast convergence) + PRR
 sack, timestamps       on (tcp_sack=1, tcp_timestamps=1) on
-tlp                    Linux: on (tcp_early_retrans=3); off
-                       OFF here by default (see LINUX)
+tlp                    on (tcp_early_retrans=3);        off
+                       the native server: off unless
+                       --tcp-tlp (see LINUX)
 rack                   Linux: on; not implemented here  -
 =====================  ===============================  ===============================
 """
@@ -49,9 +50,10 @@ LINUX: dict[str, Any] = {
     "cc": "cubic",
     "sack": True,
     "timestamps": True,
-    # Off for now (Linux: on): under load a Python shard reaches queued ACKs late
+    # On, as Linux; but the native *server* turns it off by default (NativeLimits
+    # tcp_tlp, ``--tcp-tlp``): under load a Python shard reaches queued ACKs late
     # and the probe fires spuriously (test_native_server's echo of 300 flows).
-    "tlp": False,
+    "tlp": True,
 }
 
 RFC: dict[str, Any] = {

@@ -190,7 +190,7 @@ def test_timestamps_shrink_the_send_mss_by_the_option():
 
 
 def test_tlp_probes_the_lost_tail_at_two_srtt_instead_of_an_rto():
-    conn, peer = sack_conn(config(tlp=True))
+    conn, peer = sack_conn()  # TLP is on by default, as Linux
     assert conn.srtt == pytest.approx(0.01)
     segs = _send_window(conn, 4)
     peer.absorb(segs[:2])  # the last two segments are lost
@@ -218,8 +218,8 @@ def test_tlp_with_one_segment_out_adds_the_delayed_ack_allowance():
     assert conn.next_deadline() == pytest.approx(0.1 + 2 * conn.srtt + 0.2)
 
 
-def test_tlp_off_by_default_waits_for_the_rto():
-    conn, peer = sack_conn()
+def test_without_tlp_the_tail_waits_for_the_rto():
+    conn, peer = sack_conn(config(tlp=False))
     segs = _send_window(conn, 4)
     peer.absorb(segs[:3])
     conn.on_segment(peer.ack(), 0.11)

@@ -25,6 +25,7 @@ arp_cache_entries      1024                     gc_thresh3=1024
 tcp_profile            linux                    Linux's TCP choices (tcp/profile.py);
                                                 "rfc": the strict RFC values
 tcp_cc                 the profile's (cubic)    net.ipv4.tcp_congestion_control
+tcp_tlp                off                      tcp_early_retrans=3 (TLP on)
 =====================  =======================  ==================================
 
 What each does when it bites:
@@ -70,6 +71,9 @@ class NativeLimits:
     arp_cache_entries: int = 1024
     tcp_profile: str = "linux"  # TcpConfig.profile(): "linux" or "rfc"
     tcp_cc: str | None = None  # congestion control; None: the profile's
+    # Tail loss probes: off in the server until a shard reaches queued ACKs before
+    # its timers (a busy shard's probe is spurious); the sans-IO TCP's default is on.
+    tcp_tlp: bool = False
 
     def __post_init__(self) -> None:
         if self.tcp_profile not in PROFILES:
@@ -78,7 +82,7 @@ class NativeLimits:
             raise ValueError(f"unknown congestion control {self.tcp_cc!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("syncookies", "tcp_profile", "tcp_cc"):
+            if f.name in ("syncookies", "tcp_profile", "tcp_cc", "tcp_tlp"):
                 continue
             if value < 0:
                 raise ValueError(f"{f.name} must not be negative")
@@ -197,6 +201,12 @@ def add_arguments(parser: Any) -> None:
         choices=sorted(CONTROLLERS),
         default=None,
         help="congestion control (default: the profile's, cubic for linux)",
+    )
+    g.add_argument(
+        "--tcp-tlp",
+        action="store_true",
+        help="tail loss probes (RFC 8985) as Linux; off by default: a busy shard's probe "
+        "can be spurious",
     )
 
 

@@ -126,6 +126,7 @@ class TcpLayer:
             limits.tcp_profile,
             mss=interface.config.mtu - 40,
             synack_retries=limits.synack_retries,
+            tlp=limits.tcp_tlp,
             **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
