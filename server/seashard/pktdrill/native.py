@@ -64,7 +64,6 @@ SYSCTLS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "tcp_wmem": ("send_buffer", lambda v: int(v.split()[1])),
     "tcp_rfc1337": ("rfc1337", lambda v: int(v) != 0),
     "tcp_early_retrans": ("tlp", lambda v: int(v) >= 3),
-    "tcp_recovery": ("rack", lambda v: int(v) & 1 == 1),
 }
 RMEM_MAX = 212992  # net.core.rmem_max's default
 # sysctls that change nothing this stack does (it has no TSO, no metrics cache).
@@ -83,6 +82,7 @@ AS_NATIVE = {
 # fail on native for that reason (F-RTO, pacing, TFO keys, MPTCP, notsent_lowat).
 NOT_MODELLED = {
     "tcp_frto",
+    "tcp_recovery",  # RACK: not in the native TCP (RFC 6675 + TLP); scripts judge the rest
     "tcp_slow_start_after_idle",
     "tcp_pacing_ss_ratio",
     "tcp_pacing_ca_ratio",
