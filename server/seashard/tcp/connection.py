@@ -342,6 +342,10 @@ class Connection:
         self._tlp_deadline: float | None = None
         self._tlp_out: int | None = None  # end of an outstanding TLP (one per tail)
         self._sack_dups = 0  # RFC 6675 DupAcks
+        # Linux's pingpong (interactive) mode: we answered within the ATO of the last
+        # data received, or the peer sent its FIN; ACKs are then delayed, not quick.
+        self._pingpong = False
+        self._lrcvtime = now  # when data last arrived (Linux icsk_ack.lrcvtime)
         self._last_seg_start: int | None = None  # where the last new segment began (TLP)
         # Buffers.
         self._sbuf = SendBuffer(cfg.send_buffer)
@@ -564,6 +568,11 @@ class Connection:
         return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
 
     @property
+    def _quick_on(self) -> bool:
+        """Linux's ACK policy (quick-ACK and pingpong) is on: the linux profile."""
+        return self.config.quickack > 0 and self.config.delayed_ack > 0
+
+    @property
     def _fin_seq(self) -> int:
         return seq_add(self._sbuf_seq, len(self._sbuf))
 
@@ -738,6 +747,7 @@ class Connection:
         if self._delack_deadline is not None and now >= self._delack_deadline:
             self._delack_deadline = None
             self._ack_now = True
+            self._pingpong = False  # Linux: a delayed ACK that fired leaves pingpong mode
         self._output(now)
 
     # ------------------------------------------------------------ segment input
@@ -1267,12 +1277,14 @@ class Connection:
             self._rsack.advance(self._rcv_off)
             self._ack_now = True  # a segment that fills (part of) a gap is ACKed at once
         if fin:
-            self._on_fin(now)
+            self._on_fin(now, with_data=plen > 0)
             return
         self._rx_unacked += plen
         # Linux __tcp_ack_snd_check: at once in quickack mode, or when more than one
         # full-sized segment (bytes, so a GRO-merged one counts as many) is unACKed.
-        if self._quick > 0 or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
+        self._lrcvtime = now
+        quick = self._quick > 0 and not self._pingpong
+        if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
             self._ack_now = True
         elif self._delack_deadline is None and not self._ack_now:
             self._delack_deadline = now + self.config.delayed_ack
@@ -1284,13 +1296,20 @@ class Connection:
         self._rcv_off += n
         self.stats.bytes_in += n
 
-    def _on_fin(self, now: float) -> None:
+    def _on_fin(self, now: float, with_data: bool = False) -> None:
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
         self._reasm.clear()
         self._rsack.clear()
-        self._ack_now = True
         st = self.state
+        if with_data and st is State.ESTABLISHED and self._quick_on and not self._ack_now:
+            # Linux tcp_fin: CLOSE-WAIT enters pingpong mode; the ACK of a FIN that
+            # carries data is delayed (a bare FIN's is not: measured a few ms).
+            self._pingpong = True
+            if self._delack_deadline is None:
+                self._delack_deadline = now + self.config.delayed_ack
+        else:
+            self._ack_now = True
         if st is State.ESTABLISHED:
             self.state = State.CLOSE_WAIT
         elif st is State.FIN_WAIT_1:
@@ -1438,6 +1457,8 @@ class Connection:
         else:
             stats.bytes_out += n
             self._last_seg_start = seq
+            if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
+                self._pingpong = True  # Linux tcp_event_data_sent
             if self._rtt_seq is None:
                 self._rtt_seq = end
                 self._rtt_time = now

@@ -358,3 +358,19 @@ def test_psh_data_unchanged_by_the_profiles():
     conn, peer = open_passive()
     conn.send(b"hi", 0.1)
     assert only(conn.segments_out()).flags == A | P
+
+
+def test_pingpong_mode_delays_the_ack_of_a_reply_until_a_delayed_ack_fires():
+    conn, peer = open_passive(peer=Peer(mss=MSS))
+    conn.on_segment(peer.data(b"req"), 0.1)
+    assert only(conn.segments_out()).ack == peer.nxt  # quick-ACK
+    conn.send(b"resp", 0.11)  # answered within the ATO: Linux's pingpong mode
+    peer.absorb(conn.segments_out())
+    conn.on_segment(peer.data(b"req2"), 0.2)
+    assert conn.segments_out() == []  # delayed, though quick-ACKs are left
+    deadline = conn.next_deadline()
+    assert deadline == pytest.approx(0.24)
+    conn.on_timer(deadline)
+    assert only(conn.segments_out()).ack == peer.nxt
+    conn.on_segment(peer.data(b"req3"), 0.5)  # the delayed ACK fired: pingpong is over
+    assert only(conn.segments_out()).ack == peer.nxt
