@@ -78,7 +78,9 @@ Choices worth knowing:
 * SACK blocks on a full data segment are cut to what fits the MSS (Linux
   shrinks the payload instead); pure ACKs carry them all.
 * Linux re-enters quick-ACK mode on some events (after an idle longer than
-  the RTO, ECN); here quick-ACK is only at the start.
+  the RTO, ECN); here quick-ACK is only at the start.  Linux's pingpong mode is
+  kept: data sent within ``delayed_ack`` of data received, or a FIN that
+  carries data, makes the next ACK a delayed one until a delayed ACK fires.
 * The ACK field of an old duplicate segment (or of a segment refused by a zero
   window) is still processed, after the RFC 5961 ACK check; the segment's data
   is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.

@@ -9,8 +9,11 @@ choice                 linux (default)                  rfc
 rto_min                0.2 s (TCP_RTO_MIN)              1 s (RFC 6298 2.4)
 rto_initial            1 s (TCP_TIMEOUT_INIT)           1 s (RFC 6298 2.1)
 quickack               16: the first segments at the    0: delayed ACK from the start
-                       start are ACKed at once
-                       (quickack mode, TCP_MAX_QUICKACKS)
+                       start are ACKed at once          (and no pingpong mode)
+                       (quickack mode, TCP_MAX_QUICKACKS);
+                       pingpong mode: a reply within
+                       the ATO, or a FIN with data,
+                       delays the next ACK
 delayed_ack            0.04 s (TCP_ATO_MIN)             0.2 s (RFC 1122's limit is
                                                         0.5 s; RFC 5681 suggests 0.2 s)
 ACK every              2nd full-sized segment, counted  same (RFC 5681 4.2)
