@@ -139,7 +139,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_smp(load, default="1")
     net.stacks.add_arguments(load)
+    pkt = sub.add_parser("pktdrill", help="play packetdrill scripts against a stack")
+    pkt.add_argument("scripts", nargs="+", metavar="FILE.pkt")
+    pkt.add_argument(
+        "--stack",
+        choices=("native", "linux", "both"),
+        default="native",
+        help="native: in memory, virtual clock; linux: the kernel via TUN in a netns (root); "
+        "both: each, side by side where they part",
+    )
+    pkt.add_argument(
+        "--tolerance_usecs",
+        type=int,
+        default=4000,
+        help="how far a packet may be from its time (packetdrill's default: 4000)",
+    )
+    pkt.add_argument(
+        "--init_scripts",
+        default="",
+        metavar="FILE[,FILE]",
+        help="shell scripts of sysctls played at time 0 first (packetdrill's option)",
+    )
+    pkt.add_argument("-v", "--verbose", action="store_true", help="list every packet sent")
     return parser
+
+
+def _pktdrill(args: argparse.Namespace) -> int:
+    from seashard.pktdrill.runner import main_run
+
+    inits = tuple(p for p in args.init_scripts.split(",") if p)
+    return main_run(
+        args.scripts,
+        args.stack,
+        args.tolerance_usecs / 1e6,
+        verbose=args.verbose,
+        init_scripts=inits,
+    )
 
 
 def _stack(args: argparse.Namespace) -> tuple[str, object] | str:
@@ -239,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "pktdrill":
+        return _pktdrill(args)
     return _load(args)
 
 

@@ -22,19 +22,36 @@ What is implemented (RFC numbers are the references the code follows):
   challenge ACK, at most ``challenge_ack_limit`` per ``challenge_ack_interval``
   per connection.
 * MSS option (536 when the peer sends none), RFC 7323 window scaling (only
-  when both SYNs carry it; never applied to SYN segments; our shift is capped
-  so one window unit is at most 1/8 of the receive buffer).
+  when both SYNs carry it; never applied to SYN segments; our shift is Linux's,
+  the smallest that fits the receive buffer in 16 bits, ``linux_wscale``).
+* SYN options in Linux's order and layout (``wire/tcp.py``): mss, sackOK+TS
+  (12 bytes), nop+wscale.
+* RFC 7323 timestamps: a 1 ms clock plus a per-connection offset (the layer
+  passes Linux's keyed hash of the 4-tuple), RTTM (every ACK of new data is
+  timed by its TSecr, retransmission or not), PAWS (R1; 24-day idle rule),
+  TS.Recent only from a segment covering Last.ACK.sent.  The send MSS is 12
+  bytes smaller once TS are on (Linux tcp_current_mss).
+* SACK (RFC 2018): blocks for out-of-order data, most recent first, D-SACK
+  (RFC 2883) for duplicates (``sack.ReceiverSack``); the sender's scoreboard,
+  RFC 6675 recovery (IsLost, pipe, NextSeg rule 1) with PRR-SSRB (RFC 6937) for
+  the amount sent, and after a timeout go-back-N that skips SACKed data.
+* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (off
+  by default, see ``profile.py``).  RACK's time-based loss detection is not
+  implemented.
+* Congestion control behind ``cc/`` (CUBIC by default, NewReno selectable).
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
 * Sender SWS avoidance; Nagle optional (off by default, i.e. TCP_NODELAY).
 * RFC 6298 retransmission timer with Karn's rule, exponential backoff and a
   retry limit; SYN retries; go-back-N after a timeout; RTO reset to 3 s after
   a handshake that needed retransmission (RFC 6298 5.7).
-* NewReno (RFC 5681 + RFC 6582, "Impatient" timer variant, full-ACK deflation
-  option 1), RFC 6928 initial window by default, restart after idle (5681 4.1).
-* Delayed ACK (every second full-sized segment or after ``delayed_ack``;
+* Without SACK: NewReno recovery (RFC 5681 + RFC 6582, "Impatient" timer
+  variant, full-ACK deflation option 1) over the same controller; RFC 6928
+  initial window, restart after idle (5681 4.1).
+* Delayed ACK (Linux's rule: more than one full-sized segment unACKed, in
+  bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
-  window and for FIN).
+  window and for FIN).  Linux's values are named in ``profile.py``.
 * Zero-window probing (one byte of new data, exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
@@ -57,16 +74,22 @@ Choices worth knowing:
   with ``reopen_syn`` set, and the caller passes that SYN to its listener (with
   an ISS above the old ``snd_max``).  Any other SYN gets a challenge ACK.
   RSTs are ignored in TIME-WAIT (RFC 1337) unless ``rfc1337=False``.
-* SACK and timestamps: neither offered nor used; the Segment fields exist.
-  URG is ignored.  Data carried on a SYN is not accepted (the peer resends it).
+* URG is ignored.  Data carried on a SYN is not accepted (the peer resends it).
+* SACK blocks on a full data segment are cut to what fits the MSS (Linux
+  shrinks the payload instead); pure ACKs carry them all.
+* Linux re-enters quick-ACK mode on some events (after an idle longer than
+  the RTO, ECN); here quick-ACK is only at the start.  Linux's pingpong mode is
+  kept: data sent within ``delayed_ack`` of data received, or a FIN that
+  carries data, makes the next ACK a delayed one until a delayed ACK fires.
 * The ACK field of an old duplicate segment (or of a segment refused by a zero
   window) is still processed, after the RFC 5961 ACK check; the segment's data
   is not.  A bare FIN at RCV.NXT is accepted even when the window is zero.
 * A peer answering retransmissions with a zero window does not use up the
   retry limit (as Linux), as long as it keeps answering; unless the connection
   is an orphan (``orphan()``).
-* ``from_cookie`` connections have no window scaling or SACK (the cookie has no
-  room for them without timestamps), and the MSS rounded down to the cookie's table.
+* ``from_cookie`` connections have no window scaling or SACK unless the cookie's
+  TSval carried them (timestamps on, as Linux), and the MSS rounded down to the
+  cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
 * ``error`` values: "connection reset", "connection refused", "timed out",
@@ -76,13 +99,18 @@ Choices worth knowing:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, fields
+from typing import Any
 
+from . import cc as cc_registry
 from .buffers import RecvBuffer, SendBuffer
 from .congestion import NewReno
 from .listener import rst_for
+from .profile import AUTO, LINUX, PROFILES
 from .reassembly import Reassembler, ReassemblyBudget
 from .rtt import RttEstimator
+from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
@@ -91,6 +119,14 @@ __all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpSt
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
 MIN_MSS = 64  # floor for a peer's absurdly small MSS option
+TLP_WCDELACK = 0.2  # RFC 8985 WCDelAckT (Linux: TCP_RTO_MIN) when one segment is out
+TLP_MIN = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
+# Our choice, not Linux's (2 jiffies): a probe never sooner than 50 ms.  A Python
+# shard under load takes tens of ms to get to a queued ACK, and a sooner probe
+# is spurious; scripts with RTTs above 25 ms see Linux's 2*SRTT unchanged.
+TLP_FLOOR = 0.05
+PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
+TS_OPTION_LEN = 12  # NOP NOP TS: on every segment once timestamps are on
 
 # Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
 _FIN = int(Flags.FIN)
@@ -148,6 +184,12 @@ _RECEIVING = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})
 _WRITABLE = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
 
 
+def linux_wscale(space: int) -> int:
+    """Linux's tcp_select_initial_window: the smallest shift that fits ``space``
+    (the receive buffer) in the 16-bit window field, at most 14."""
+    return min(MAX_WSCALE, max(0, space.bit_length() - 16))
+
+
 class TcpStateError(RuntimeError):
     """The application asked for something the connection's state forbids
     (``send`` after ``close``, or on a reset/closed connection)."""
@@ -155,18 +197,28 @@ class TcpStateError(RuntimeError):
 
 @dataclass
 class TcpConfig:
+    """One connection's settings.  The defaults are Linux's choices where the
+    RFCs leave one (``profile.py`` names and tabulates each: ``LINUX``);
+    ``TcpConfig.profile("rfc")`` gives the strict RFC values instead."""
+
     mss: int = 1460  # what we announce and the most we send
     recv_buffer: int = 256 * 1024
     send_buffer: int = 256 * 1024
-    wscale: int | None = 7  # our window-scale shift; None: don't offer the option
-    rto_initial: float = 1.0
-    rto_min: float = 1.0
+    # Our window-scale shift; AUTO: from recv_buffer (Linux); None: don't offer the option.
+    wscale: int | None = LINUX["wscale"]
+    rto_initial: float = LINUX["rto_initial"]
+    rto_min: float = LINUX["rto_min"]
     rto_max: float = 60.0
     max_retries: int = 8  # retransmissions of one segment before "timed out"
     syn_retries: int = 5  # SYN retransmissions before giving up
     synack_retries: int = 5  # SYN-ACK retransmissions, then the half-open is freed (Linux: 5)
     msl: float = 30.0  # TIME-WAIT lasts 2 * msl
-    delayed_ack: float = 0.04  # 0 disables delayed ACKs
+    delayed_ack: float = LINUX["delayed_ack"]  # 0 disables delayed ACKs
+    quickack: int = LINUX["quickack"]  # ACKs sent at once at the start (Linux quickack mode)
+    cc: str = LINUX["cc"]  # congestion control: "cubic" or "newreno" (cc/)
+    sack: bool = LINUX["sack"]  # offer/accept SACK-permitted (RFC 2018)
+    timestamps: bool = LINUX["timestamps"]  # offer/accept TSopt (RFC 7323)
+    tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7), SACK connections only
     keepalive_idle: float | None = None  # None: no keepalive
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
@@ -177,10 +229,24 @@ class TcpConfig:
     rfc1337: bool = True  # ignore RST in TIME-WAIT (RFC 1337); False: RST closes it
     fin_wait_2_timeout: float | None = None  # None: FIN-WAIT-2 waits for the peer forever
 
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> TcpConfig:
+        """The config of a named profile ("linux", "rfc"), with ``overrides``."""
+        try:
+            values = dict(PROFILES[name])
+        except KeyError:
+            have = ", ".join(PROFILES)
+            raise ValueError(f"unknown tcp profile {name!r} (have: {have})") from None
+        values.update(overrides)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
     def __post_init__(self) -> None:
         if not MIN_MSS <= self.mss <= 65495:
             raise ValueError(f"mss {self.mss} out of range")
-        if self.wscale is not None and not 0 <= self.wscale <= MAX_WSCALE:
+        if self.cc not in cc_registry.CONTROLLERS:
+            raise ValueError(f"unknown congestion control {self.cc!r}")
+        if self.wscale is not None and self.wscale != AUTO and not 0 <= self.wscale <= MAX_WSCALE:
             raise ValueError(f"wscale {self.wscale} out of range 0..{MAX_WSCALE}")
         if self.recv_buffer <= 0 or self.send_buffer <= 0:
             raise ValueError("buffer sizes must be positive")
@@ -210,6 +276,11 @@ class TcpStats:
     keepalives: int = 0  # keepalive probes
     window_updates: int = 0  # ACKs sent because the application read data
     rtt_samples: int = 0
+    paws_drops: int = 0  # segments dropped by PAWS (RFC 7323 5)
+    sack_recoveries: int = 0  # recoveries run on the SACK scoreboard (RFC 6675)
+    dsacks_sent: int = 0
+    dsacks_received: int = 0
+    tlp_probes: int = 0  # tail loss probes sent (RFC 8985 7)
 
 
 class Connection:
@@ -234,6 +305,7 @@ class Connection:
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
+        self._clock = now  # the latest ``now`` the caller passed (for TSval)
         iss &= SEQ_MASK
         self.iss = iss
         self.irs = 0
@@ -255,6 +327,28 @@ class Connection:
         self.snd_shift = 0  # shift applied to the peer's advertised windows
         self.rcv_shift = 0  # shift applied to the windows we advertise
         self.wscale_ok = False
+        self.sack_ok = False  # both SYNs carried SACK-permitted
+        self.ts_ok = False  # both SYNs carried timestamps
+        # RFC 7323: our TSval clock is milliseconds plus a random per-connection
+        # offset (Linux: a keyed hash of the 4-tuple; the caller may pass one).
+        self.ts_offset = random.getrandbits(32)
+        self.ts_recent = 0
+        self._ts_ms = 0  # the latest millisecond our TSval used
+        self.ts_recent_stamp = now
+        self._last_ack_sent = 0  # RCV.NXT in the last ACK sent (RFC 7323 Last.ACK.sent)
+        self._seg_tsecr = 0  # the TSecr of the segment being processed (0: none)
+        self._quick = cfg.quickack  # Linux quickack mode: ACKs still to send at once
+        self._rsack = ReceiverSack()
+        self._board = Scoreboard()
+        self._srec: SackRecovery | None = None
+        self._tlp_deadline: float | None = None
+        self._tlp_out: int | None = None  # end of an outstanding TLP (one per tail)
+        self._sack_dups = 0  # RFC 6675 DupAcks
+        # Linux's pingpong (interactive) mode: we answered within the ATO of the last
+        # data received, or the peer sent its FIN; ACKs are then delayed, not quick.
+        self._pingpong = False
+        self._lrcvtime = now  # when data last arrived (Linux icsk_ack.lrcvtime)
+        self._last_seg_start: int | None = None  # where the last new segment began (TLP)
         # Buffers.
         self._sbuf = SendBuffer(cfg.send_buffer)
         self._sbuf_seq = seq_add(iss, 1)  # sequence number of _sbuf's first byte
@@ -265,7 +359,8 @@ class Connection:
         self.was_established = False
         # Timers and their companions.
         self._rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
-        self._cc = NewReno(self.mss, recover=iss, iw=cfg.initial_cwnd)
+        self._ctl = cc_registry.make(cfg.cc, self.mss, cfg.initial_cwnd)
+        self._cc = NewReno(self.mss, recover=iss, iw=cfg.initial_cwnd, ctl=self._ctl)
         self._rtx_deadline: float | None = None
         self._retries = 0
         self._syn_rtx = False  # the SYN (or SYN-ACK) was sent more than once
@@ -305,9 +400,13 @@ class Connection:
         now: float,
         config: TcpConfig | None = None,
         budget: ReassemblyBudget | None = None,
+        ts_offset: int | None = None,
     ) -> Connection:
-        """Active open: the connection starts in SYN-SENT with its SYN queued."""
+        """Active open: the connection starts in SYN-SENT with its SYN queued.
+        ``ts_offset``: our TSval clock's offset (default: random)."""
         c = cls(iss, now, config, passive=False, budget=budget)
+        if ts_offset is not None:
+            c.ts_offset = ts_offset & SEQ_MASK
         c.state = State.SYN_SENT
         c._send_syn(now, retransmit=False)
         return c
@@ -320,14 +419,17 @@ class Connection:
         now: float,
         config: TcpConfig | None = None,
         budget: ReassemblyBudget | None = None,
+        ts_offset: int | None = None,
     ) -> Connection:
         """Passive open from a SYN that reached a listener: SYN-RECEIVED, SYN-ACK queued.
         Data or FIN carried by the SYN are not accepted (the peer will resend them)."""
         if (syn.flags & (_SYN | _ACK | _RST)) != _SYN:
             raise ValueError(f"not a connection request: {syn}")
         c = cls(iss, now, config, passive=True, budget=budget)
+        if ts_offset is not None:
+            c.ts_offset = ts_offset & SEQ_MASK
         c.stats.segments_in += 1
-        c._take_syn(syn)
+        c._take_syn(syn, now)
         c.state = State.SYN_RECEIVED
         c._send_syn(now, retransmit=False)
         return c
@@ -341,23 +443,42 @@ class Connection:
         now: float,
         config: TcpConfig | None = None,
         budget: ReassemblyBudget | None = None,
+        *,
+        wscale: int | None = None,
+        sack_permitted: bool = False,
+        ts_offset: int | None = None,
     ) -> Connection:
         """Passive open completed by a SYN cookie: ``ack`` echoes the cookie ``iss``
         (the caller checked it, ``syncookies.SynCookies.check``) and ``mss`` is the
         MSS the cookie encoded.  Nothing of the SYN was kept, so the connection is
         rebuilt from the ACK: the peer's ISN is ``ack.seq - 1``, the window we
-        offered is the cookie SYN-ACK's (unscaled), and there is no window scaling
-        or SACK.  The ACK is then processed as in SYN-RECEIVED (it may carry data
-        or a FIN), which establishes the connection."""
+        offered is the cookie SYN-ACK's (unscaled).  Window scaling and SACK are
+        what the cookie's TSval carried (``wscale``/``sack_permitted``, from
+        ``CookieGrant``; none without timestamps), and ``ts_offset`` must be the
+        one the cookie SYN-ACK's TSval used.  The ACK is then processed as in
+        SYN-RECEIVED (it may carry data or a FIN), which establishes the connection."""
         if not ack.flags & _ACK or ack.flags & (_SYN | _RST) or ack.ack != seq_add(iss, 1):
             raise ValueError(f"not a cookie ACK for ISS {iss}: {ack}")
         c = cls(iss, now, config, passive=True, budget=budget)
-        syn = Segment(seq_add(ack.seq, -1), 0, _FLAGS[_SYN], ack.window, mss=mss)
-        c._take_syn(syn)
+        if ts_offset is not None:
+            c.ts_offset = ts_offset & SEQ_MASK
+        ts = None if ack.timestamps is None else (ack.timestamps[0], 0)
+        syn = Segment(
+            seq_add(ack.seq, -1),
+            0,
+            _FLAGS[_SYN],
+            ack.window,
+            mss=mss,
+            wscale=wscale,
+            sack_permitted=sack_permitted,
+            timestamps=ts,
+        )
+        c._take_syn(syn, now)
         c.state = State.SYN_RECEIVED
         end = seq_add(iss, 1)
         c.snd_nxt = c.snd_max = end  # our (cookie) SYN-ACK
         c._rcv_adv = seq_add(c.rcv_nxt, min(c.config.recv_buffer, 0xFFFF))
+        c._last_ack_sent = c.rcv_nxt
         c.on_segment(ack, now)
         return c
 
@@ -449,6 +570,11 @@ class Connection:
         return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
 
     @property
+    def _quick_on(self) -> bool:
+        """Linux's ACK policy (quick-ACK and pingpong) is on: the linux profile."""
+        return self.config.quickack > 0 and self.config.delayed_ack > 0
+
+    @property
     def _fin_seq(self) -> int:
         return seq_add(self._sbuf_seq, len(self._sbuf))
 
@@ -465,6 +591,7 @@ class Connection:
         """Queue as much of ``data`` as the send buffer takes; returns that count
         (0 when full: wait for ``send_space``).  Transmits at once what the
         windows allow."""
+        self._clock = now
         if self._fin_queued or self.state not in _WRITABLE:
             raise TcpStateError(self.error or "connection closing")
         n = self._sbuf.write(data)
@@ -477,6 +604,8 @@ class Connection:
         Returns b"" when nothing is buffered (check ``at_eof``/``error``).
         Reading may queue a window update."""
         rbuf = self._rbuf
+        if now is not None:
+            self._clock = now
         if not rbuf.size:
             return b""
         data = rbuf.read(max_bytes)
@@ -487,6 +616,7 @@ class Connection:
     def close(self, now: float) -> None:
         """The CLOSE call: our FIN follows the queued data.  Receiving continues
         (half-close) until the peer's FIN.  Idempotent."""
+        self._clock = now
         st = self.state
         if st is State.SYN_SENT:
             self._set_closed(None)
@@ -504,6 +634,7 @@ class Connection:
 
     def abort(self, now: float) -> None:
         """The ABORT call: send RST (when the peer knows the connection), go to CLOSED."""
+        self._clock = now
         st = self.state
         if st is State.CLOSED:
             return
@@ -576,6 +707,7 @@ class Connection:
         best: float | None = None
         for d in (
             self._rtx_deadline,
+            self._tlp_deadline,
             self._persist_deadline,
             self._delack_deadline,
             self._ka_deadline,
@@ -587,6 +719,7 @@ class Connection:
 
     def on_timer(self, now: float) -> None:
         """Run every timer that is due at ``now`` (calling early does nothing)."""
+        self._clock = now
         st = self.state
         if st is State.CLOSED:
             return
@@ -599,9 +732,12 @@ class Connection:
             self._set_closed(None)
             return
         if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._tlp_deadline = None
             self._on_rto(now)
             if self.state is State.CLOSED:
                 return
+        if self._tlp_deadline is not None and now >= self._tlp_deadline:
+            self._on_tlp(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
             self._on_persist(now)
             if self.state is State.CLOSED:
@@ -613,13 +749,17 @@ class Connection:
         if self._delack_deadline is not None and now >= self._delack_deadline:
             self._delack_deadline = None
             self._ack_now = True
+            self._pingpong = False  # Linux: a delayed ACK that fired leaves pingpong mode
         self._output(now)
 
     # ------------------------------------------------------------ segment input
 
     def on_segment(self, seg: Segment, now: float) -> None:
         """Process one arriving segment (RFC 9293 3.10.7)."""
+        self._clock = now
         self.stats.segments_in += 1
+        ts = seg.timestamps
+        self._seg_tsecr = ts[1] if ts is not None and self.ts_ok else 0
         st = self.state
         if st is State.CLOSED:
             rst = rst_for(seg)
@@ -652,7 +792,7 @@ class Connection:
             return
         if not flags & _SYN:
             return
-        self._take_syn(seg)
+        self._take_syn(seg, now)
         self._rcv_adv = seq_add(self.rcv_nxt, min(self.config.recv_buffer, 0xFFFF))
         self._last_rx = now
         if ack_ok:
@@ -695,6 +835,21 @@ class Connection:
         if rcv_wnd < 0:
             rcv_wnd = 0
         off = seq_diff(seq, rcv_nxt)
+        ts = seg.timestamps if self.ts_ok else None
+
+        if (
+            ts is not None
+            and not flags & _RST
+            and seq_lt(ts[0], self.ts_recent)
+            and now - self.ts_recent_stamp <= PAWS_IDLE
+        ):
+            # RFC 7323 5.3 R1 (PAWS): an old TSval; ACK (D-SACK for data) and drop.
+            self.stats.paws_drops += 1
+            if payload and self.sack_ok and off < 0:
+                base = self._rcv_off
+                self._rsack.dsack = (base + off, base + min(off + len(payload), 0))
+            self._ack_now = True
+            return
 
         if flags & _RST:
             # RFC 5961 3.2: exactly RCV.NXT resets; elsewhere in the window: challenge ACK.
@@ -719,6 +874,9 @@ class Connection:
         if not acceptable:
             if off < 0 and seg_len:
                 self.stats.dup_segments += 1
+                if plen and self.sack_ok:
+                    # RFC 2883: report the duplicate (Linux tcp_send_dupack).
+                    self._rsack.dsack = (self._rcv_off + off, self._rcv_off + min(off + plen, 0))
             # Old duplicates and zero-window probes still carry a valid ACK field:
             # use it (RFC 9293 3.10.7.4 "special allowance"; RFC 5961 5.2 checks it).
             if off <= 0 and flags & _ACK and st is not State.SYN_RECEIVED:
@@ -729,6 +887,10 @@ class Connection:
             self._ack_now = True
             return
 
+        if ts is not None and seq_le(seq, self._last_ack_sent) and seq_ge(ts[0], self.ts_recent):
+            # RFC 7323 4.3: TS.Recent from a segment that covers Last.ACK.sent.
+            self.ts_recent = ts[0]
+            self.ts_recent_stamp = now
         if not flags & _ACK:
             return
         self._last_rx = now
@@ -785,7 +947,11 @@ class Connection:
             self.stats.dup_segments += 1
             self._emit_ack()
             return
-        if seg.seg_len:
+        if seg.seg_len or seg.seq != self.rcv_nxt:
+            # Linux tcp_timewait_state_process: an out-of-window segment is ACKed
+            # (and, carrying an ACK, restarts TIME-WAIT); a bare ACK at RCV.NXT is not.
+            if flags & _ACK:
+                self.time_wait_until = now + 2 * self.config.msl
             self._emit_ack()
 
     # ------------------------------------------------------------- ACK processing
@@ -801,22 +967,30 @@ class Connection:
         if seq_gt(ack, limit) or seq_lt(ack, seq_add(una, -self.max_snd_wnd)):
             self._challenge_ack(now)
             return False
+        sack = self.sack_ok
         if ack != una:
             if seq_gt(ack, una):
                 self._ack_advance(ack, now)
+                if sack and self.state in _SENDING:
+                    self._sack_ack(seg, seq_diff(ack, una), True, now)
         elif (
             not seg.payload
             and not flags & (_SYN | _FIN)
-            and wnd == self.snd_wnd
+            and (wnd == self.snd_wnd or sack)
             and self.snd_max != una
             and self._probe_end is None
             and self.state in _SENDING
         ):
             self.stats.dup_acks += 1
-            flight = seq_diff(self.snd_max, una)
-            if self._cc.on_dup_ack(ack, flight, self.snd_max):
-                self.stats.fast_retransmits += 1
-                self._retransmit_first(now)
+            if sack:
+                self._sack_ack(seg, 0, False, now)
+            else:
+                flight = seq_diff(self.snd_max, una)
+                if self._cc.on_dup_ack(ack, flight, self.snd_max, now):
+                    self.stats.fast_retransmits += 1
+                    self._retransmit_first(now)
+        elif sack and seg.sack_blocks and self.state in _SENDING:
+            self._sack_ack(seg, 0, False, now)
         # Window update (RFC 9293: SND.WL1/SND.WL2 rule), only for ACKs >= SND.UNA.
         if seq_ge(ack, self.snd_una):
             wl1 = self.snd_wl1
@@ -851,23 +1025,42 @@ class Connection:
         self._retries = 0
         self._probes_unanswered = 0
         self._persist_backoff = 0
+        tsecr = self._seg_tsecr
+        if tsecr and nbytes > 0:
+            # RFC 7323 4 (RTTM): the echoed TSval times this ACK, retransmission or not.
+            r = (self._ts_now(now) - tsecr) & SEQ_MASK
+            if r < 0x7FFFFFFF:
+                self._rtt.sample(r / 1000)
+                self.stats.rtt_samples += 1
+            self._rtt_seq = None
         # Karn: only a segment never retransmitted is timed.
-        if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             self._rtt.sample(now - self._rtt_time)
             self.stats.rtt_samples += 1
             self._rtt_seq = None
         restart = True
-        if nbytes > 0 and self.was_established:
+        if self._tlp_out is not None and seq_ge(ack, self._tlp_out):
+            self._tlp_out = None  # the probe's episode is over
+        if self.sack_ok:
+            self._board.advance(ack)
+            self._cc.dup_acks = 0
+            if nbytes > 0 and self.was_established and self._srec is None:
+                self._ctl.on_ack(nbytes, now, self._rtt.srtt)
+        elif nbytes > 0 and self.was_established:
             flight_after = seq_diff(self.snd_max, ack)
-            retransmit, restart = self._cc.on_new_ack(nbytes, ack, flight_after)
+            retransmit, restart = self._cc.on_new_ack(
+                nbytes, ack, flight_after, now, self._rtt.srtt
+            )
             if retransmit:
                 self._retransmit_first(now)
         else:
             self._cc.dup_acks = 0
         if ack == self.snd_max and self._probe_end is None:
             self._rtx_deadline = None  # RFC 6298 5.2
+            self._tlp_deadline = None
         elif restart or self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
+            self._arm_tlp(now)
         if self._fin_queued and seq_gt(ack, self._fin_seq):
             st = self.state
             if st is State.FIN_WAIT_1:
@@ -878,6 +1071,151 @@ class Connection:
                 self._enter_time_wait(now)
             elif st is State.LAST_ACK:
                 self._set_closed(None)
+
+    # ------------------------------------------------------ SACK loss recovery
+
+    def _sack_ack(self, seg: Segment, acked: int, advanced: bool, now: float) -> None:
+        """An ACK on a SACK connection: update the scoreboard, then RFC 6675
+        (enter/leave recovery) and PRR (how much may go out now)."""
+        board = self._board
+        una = self.snd_una
+        newly = 0
+        if seg.sack_blocks:
+            newly, dsack = board.update(seg.sack_blocks, una, self.snd_max)
+            if dsack:
+                self.stats.dsacks_received += 1
+        delivered = acked + newly
+        mss = self.mss
+        srec = self._srec
+        if srec is not None:
+            if seq_ge(una, srec.recover):
+                self._srec = None  # RFC 6675: the recovery point is acknowledged
+                self._cc.in_recovery = False
+                self._ctl.exit_recovery()  # Linux tcp_end_cwnd_reduction: cwnd = ssthresh
+            else:
+                srec.prr(delivered, self._pipe(), mss)
+                self._ctl.cwnd = max(self._pipe() + srec.quota, mss)
+            return
+        if advanced:
+            self._sack_dups = 0
+        elif newly > 0:
+            self._sack_dups += 1  # RFC 6675: a duplicate ACK carries new SACK information
+        if not board:
+            return
+        lost = seq_gt(board.lost_boundary(una, mss), una)
+        if (lost or self._sack_dups >= DUPTHRESH) and seq_ge(una, self._cc.recover):
+            self._enter_sack_recovery(delivered, now)
+
+    def _enter_sack_recovery(self, delivered: int, now: float) -> None:
+        ctl = self._ctl
+        prior = ctl.cwnd
+        flight = seq_diff(self.snd_max, self.snd_una)
+        ssthresh = ctl.enter_recovery(flight, now)
+        srec = SackRecovery(self.snd_max, self.snd_una, max(prior, self.mss), ssthresh)
+        self._srec = srec
+        self._cc.in_recovery = True
+        self._cc.recover = self.snd_max
+        self._tlp_deadline = None
+        self.stats.sack_recoveries += 1
+        self.stats.fast_retransmits += 1
+        srec.prr(delivered, self._pipe(), self.mss)
+        ctl.cwnd = max(self._pipe() + srec.quota, self.mss)
+
+    def _pipe(self) -> int:
+        """RFC 6675 pipe: outstanding bytes not SACKed and not lost, plus the lost
+        ones retransmitted (below HighRxt)."""
+        board = self._board
+        una = self.snd_una
+        total = seq_diff(self.snd_max, una) - board.sacked
+        lost_to = board.lost_boundary(una, self.mss)
+        high_rxt = self._srec.high_rxt if self._srec is not None else una
+        if seq_lt(high_rxt, una):
+            high_rxt = una
+        return max(
+            0, total - board.unsacked(una, una, lost_to) + board.unsacked(una, una, high_rxt)
+        )
+
+    def _sack_retransmit(self, now: float) -> None:
+        """RFC 6675 NextSeg rule 1 within PRR's quota: the first unSACKed, lost
+        bytes above HighRxt (the first one always, at the start of recovery)."""
+        srec = self._srec
+        if srec is None:
+            return
+        board = self._board
+        una = self.snd_una
+        mss = self.mss
+        while srec.quota > 0:
+            lost_to = board.lost_boundary(una, mss)
+            start = srec.high_rxt if seq_gt(srec.high_rxt, una) else una
+            hole = None
+            for a, b in board.holes(una, board.high(una)):
+                if seq_gt(b, start):
+                    hole = (a if seq_ge(a, start) else start, b)
+                    break
+            if hole is None:
+                return
+            s, e = hole
+            if not (seq_lt(s, lost_to) or (s == una and srec.prr_out == 0)):
+                return
+            end = self._retransmit_at(s, seq_diff(e, s), now)
+            if end == s:
+                return
+            n = seq_diff(end, s)
+            srec.high_rxt = end
+            srec.quota -= n
+            srec.prr_out += n
+
+    def _arm_tlp(self, now: float) -> None:
+        """RFC 8985 7.2 (as Linux tcp_schedule_loss_probe): a tail loss probe
+        2*SRTT after the last send, plus the worst-case delayed ACK when one segment
+        is in flight, never later than the RTO."""
+        srtt = self._rtt.srtt
+        if (
+            not self.config.tlp
+            or not self.sack_ok
+            or self._srec is not None
+            or self._tlp_out is not None
+            or srtt is None
+            or self.snd_una == self.snd_max
+            or self._persist_deadline is not None
+            or self.state not in _SENDING
+        ):
+            self._tlp_deadline = None
+            return
+        pto = 2 * srtt
+        pto += TLP_WCDELACK if seq_diff(self.snd_max, self.snd_una) <= self.mss else TLP_MIN
+        if pto < TLP_FLOOR:
+            pto = TLP_FLOOR
+        when = now + pto
+        if self._rtx_deadline is not None and self._rtx_deadline < when:
+            when = self._rtx_deadline
+        self._tlp_deadline = when
+
+    def _on_tlp(self, now: float) -> None:
+        """The probe timeout fired: one new segment if the windows allow, else the
+        last segment again (RFC 8985 7.3); then the RTO watches."""
+        self._tlp_deadline = None
+        if self.state not in _SENDING or self.snd_una == self.snd_max or self._srec is not None:
+            return
+        off = seq_diff(self.snd_nxt, self._sbuf_seq)
+        avail = len(self._sbuf) - off
+        wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
+        if self.snd_nxt == self.snd_max and avail > 0 and wnd_room > 0:
+            n = min(self.mss, avail, wnd_room)
+            flags = _ACK
+            if n == avail:
+                flags |= _PSH | (_FIN if self._fin_queued else 0)
+            seq = self.snd_nxt
+            self._emit_data(seq, flags, self._sbuf.peek(off, n), now)
+            self.snd_nxt = seq_add(seq, n + (1 if flags & _FIN else 0))
+        else:
+            last = self._last_seg_start
+            if last is None or seq_lt(last, self.snd_una):
+                last = self.snd_una
+            self._retransmit_at(last, seq_diff(self.snd_max, last), now)
+        self._tlp_out = self.snd_max
+        self.stats.tlp_probes += 1
+        self._rtx_deadline = now + self._rtt.rto
 
     # ------------------------------------------------------------ data receiving
 
@@ -895,6 +1233,8 @@ class Connection:
             if cut > plen:
                 fin = False  # that FIN was already received
             self.stats.dup_segments += 1
+            if plen and self.sack_ok:
+                self._rsack.dsack = (self._rcv_off + off, self._rcv_off + min(off + plen, 0))
             payload = payload[cut:] if cut < plen else b""
             plen = len(payload)
             off = 0
@@ -912,9 +1252,16 @@ class Connection:
         if off:
             # Out of order: hold it, and send a duplicate ACK at once (RFC 5681 4.2).
             self.stats.ooo_segments += 1
-            if plen and reasm.insert(self._rcv_off + off, payload) < 0:
+            start = self._rcv_off + off
+            kept = reasm.insert(start, payload) if plen else 0
+            if kept < 0:
                 self.stats.ooo_refused += 1
                 fin = False
+            elif plen and self.sack_ok:
+                if kept == 0:
+                    self._rsack.dsack = (start, start + plen)  # RFC 2883: all held already
+                else:
+                    self._rsack.add(start, start + plen)
             if fin:
                 reasm.fin_offset = self._rcv_off + off + plen
             self._ack_now = True
@@ -929,12 +1276,17 @@ class Connection:
                 self._deliver(chunk)
             if reasm.fin_offset is not None and reasm.fin_offset == self._rcv_off:
                 fin = True
+            self._rsack.advance(self._rcv_off)
             self._ack_now = True  # a segment that fills (part of) a gap is ACKed at once
         if fin:
-            self._on_fin(now)
+            self._on_fin(now, with_data=plen > 0)
             return
         self._rx_unacked += plen
-        if self._rx_unacked >= 2 * self._rcv_mss or self.config.delayed_ack <= 0:
+        # Linux __tcp_ack_snd_check: at once in quickack mode, or when more than one
+        # full-sized segment (bytes, so a GRO-merged one counts as many) is unACKed.
+        self._lrcvtime = now
+        quick = self._quick > 0 and not self._pingpong
+        if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
             self._ack_now = True
         elif self._delack_deadline is None and not self._ack_now:
             self._delack_deadline = now + self.config.delayed_ack
@@ -946,12 +1298,20 @@ class Connection:
         self._rcv_off += n
         self.stats.bytes_in += n
 
-    def _on_fin(self, now: float) -> None:
+    def _on_fin(self, now: float, with_data: bool = False) -> None:
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
         self._reasm.clear()
-        self._ack_now = True
+        self._rsack.clear()
         st = self.state
+        if with_data and st is State.ESTABLISHED and self._quick_on and not self._ack_now:
+            # Linux tcp_fin: CLOSE-WAIT enters pingpong mode; the ACK of a FIN that
+            # carries data is delayed (a bare FIN's is not: measured a few ms).
+            self._pingpong = True
+            if self._delack_deadline is None:
+                self._delack_deadline = now + self.config.delayed_ack
+        else:
+            self._ack_now = True
         if st is State.ESTABLISHED:
             self.state = State.CLOSE_WAIT
         elif st is State.FIN_WAIT_1:
@@ -1003,6 +1363,13 @@ class Connection:
             and self.was_established
         ):
             cc.on_idle()  # RFC 5681 4.1: restart from the initial window after idling
+        srec = self._srec
+        if srec is not None:
+            before = len(self._out)
+            self._sack_retransmit(now)
+            sent = len(self._out) > before
+        board = self._board if self.sack_ok and self._board else None
+        new_data = False
         avail = 0
         wnd_room = 0
         while True:
@@ -1010,11 +1377,21 @@ class Connection:
             avail = total - off
             wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
             if avail > 0:
+                n = mss
+                if board is not None and seq_lt(self.snd_nxt, self.snd_max):
+                    # Going back after a timeout: skip what the peer SACKed.
+                    end = board.sacked_at(self.snd_nxt, self.snd_una)
+                    if end is not None:
+                        self.snd_nxt = end
+                        continue
+                    nxt = board.next_start(self.snd_nxt, self.snd_una)
+                    if nxt is not None and seq_diff(nxt, self.snd_nxt) < n:
+                        n = seq_diff(nxt, self.snd_nxt)
                 in_flight = seq_diff(self.snd_nxt, self.snd_una)
-                room = cc.cwnd - in_flight
+                # In recovery PRR decides how much goes out (srec.quota).
+                room = srec.quota if srec is not None else cc.cwnd - in_flight
                 if wnd_room < room:
                     room = wnd_room
-                n = mss
                 if avail < n:
                     n = avail
                 if room < n:
@@ -1036,7 +1413,11 @@ class Connection:
                 seq = self.snd_nxt
                 self._emit_data(seq, flags, sbuf.peek(off, n), now)
                 self.snd_nxt = seq_add(seq, n + (1 if flags & _FIN else 0))
+                if srec is not None:
+                    srec.quota -= n
+                    srec.prr_out += n
                 sent = True
+                new_data = True
                 if flags & _FIN:
                     break
             elif avail == 0 and self._fin_queued:
@@ -1062,6 +1443,8 @@ class Connection:
             and self._persist_deadline is None
         ):
             self._rtx_deadline = now + self._rtt.rto
+        if new_data:
+            self._arm_tlp(now)  # Linux re-schedules the probe after every write
         return sent
 
     def _emit_data(self, seq: int, flags: int, payload: bytes, now: float) -> None:
@@ -1075,6 +1458,9 @@ class Connection:
             self._rtt_seq = None  # Karn's rule
         else:
             stats.bytes_out += n
+            self._last_seg_start = seq
+            if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
+                self._pingpong = True  # Linux tcp_event_data_sent
             if self._rtt_seq is None:
                 self._rtt_seq = end
                 self._rtt_time = now
@@ -1084,6 +1470,26 @@ class Connection:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.1
         self._last_send = now
         self._emit(seq, flags, payload)
+
+    def _retransmit_at(self, seq: int, limit: int, now: float) -> int:
+        """Send again up to min(MSS, ``limit``) bytes already sent from ``seq`` (with
+        the FIN if they reach it).  Returns the sequence number after them."""
+        off = seq_diff(seq, self._sbuf_seq)
+        sent = seq_diff(self.snd_max, self._sbuf_seq)
+        queued = len(self._sbuf) - off
+        n = min(self.mss, limit, queued, max(sent - off, 0))
+        flags = _ACK
+        fin = self._fin_queued and seq_gt(self.snd_max, self._fin_seq)
+        if n == queued and fin and limit > n:
+            flags |= _FIN
+        if n <= 0 and not flags & _FIN:
+            return seq
+        if n < 0:
+            n = 0
+        if n and n == queued:
+            flags |= _PSH
+        self._emit_data(seq, flags, self._sbuf.peek(off, n) if n else b"", now)
+        return seq_add(seq, n + (1 if flags & _FIN else 0))
 
     def _retransmit_first(self, now: float) -> int:
         """Send the first unacknowledged segment again (fast retransmit, partial ACK,
@@ -1109,6 +1515,26 @@ class Connection:
     def _emit(self, seq: int, flags: int, payload: bytes = b"") -> None:
         if flags & _ACK:
             seg = Segment(seq, self.rcv_nxt, _FLAGS[flags], self._advertise(), payload)
+            if self.ts_ok:
+                seg.timestamps = (self._ts_now(self._clock), self.ts_recent)
+            if self.sack_ok and (self._rsack.blocks or self._rsack.dsack is not None):
+                base = self.rcv_nxt - self._rcv_off
+                if self._rsack.dsack is not None:
+                    self.stats.dsacks_sent += 1
+                limit = 3 if self.ts_ok else 4
+                if payload:
+                    # Options and payload within the MSS (Linux shrinks the payload;
+                    # here a full data segment carries fewer blocks, or none).
+                    room = self.mss - len(payload)
+                    limit = min(limit, max(0, (room - 4) // 8))
+                if limit:
+                    seg.sack_blocks = tuple(
+                        ((base + a) & SEQ_MASK, (base + b) & SEQ_MASK)
+                        for a, b in self._rsack.take(limit)
+                    )
+            self._last_ack_sent = self.rcv_nxt
+            if self._quick > 0:
+                self._quick -= 1  # Linux tcp_dec_quickack_mode, per segment sent
             self._ack_now = False
             self._delack_deadline = None
             self._rx_unacked = 0
@@ -1168,16 +1594,28 @@ class Connection:
 
     # ------------------------------------------------------------- handshake
 
-    def _take_syn(self, seg: Segment) -> None:
-        """Record the peer's SYN: IRS, options, its (unscaled) window."""
+    def _take_syn(self, seg: Segment, now: float) -> None:
+        """Record the peer's SYN: IRS, options, its (unscaled) window.  SACK and
+        timestamps are on when both SYNs carry them (we offer what the config says;
+        a SYN-ACK only answers what the SYN offered)."""
         cfg = self.config
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
         self._rcv_adv = self.rcv_nxt
+        self._last_ack_sent = self.rcv_nxt
+        self.sack_ok = cfg.sack and seg.sack_permitted
+        ts = seg.timestamps
+        self.ts_ok = cfg.timestamps and ts is not None
+        if ts is not None and self.ts_ok:
+            self.ts_recent = ts[0]
+            self.ts_recent_stamp = now
+
         self.peer_mss = seg.mss
         peer_mss = seg.mss if seg.mss is not None else DEFAULT_MSS
         self.mss = max(MIN_MSS, min(cfg.mss, peer_mss))
         self._rcv_mss = min(self.mss, DEFAULT_MSS)
+        if self.ts_ok:
+            self.mss = max(MIN_MSS, self.mss - TS_OPTION_LEN)
         if seg.wscale is not None and cfg.wscale is not None:
             self.wscale_ok = True
             self.snd_shift = min(seg.wscale, MAX_WSCALE)
@@ -1195,16 +1633,38 @@ class Connection:
         cfg = self.config
         synack = self.state is State.SYN_RECEIVED
         win = min(max(cfg.recv_buffer - self._rbuf.size, 0), 0xFFFF)  # never scaled
+        tsval = self._ts_now(now)
         if synack:
             wscale = self.rcv_shift if self.wscale_ok else None
+            sack, ts_on = self.sack_ok, self.ts_ok
+            if not self.passive:
+                # Simultaneous open: Linux's SYN-ACK repeats its SYN's options
+                # (tcp_syn_options), whatever the peer's SYN offered.
+                sack, ts_on = cfg.sack, cfg.timestamps
+                wscale = self._offered_wscale()
             seg = Segment(
-                self.iss, self.rcv_nxt, _FLAGS[_SYN | _ACK], win, mss=cfg.mss, wscale=wscale
+                self.iss,
+                self.rcv_nxt,
+                _FLAGS[_SYN | _ACK],
+                win,
+                mss=cfg.mss,
+                wscale=wscale,
+                sack_permitted=sack,
+                timestamps=(tsval, self.ts_recent if self.ts_ok else 0) if ts_on else None,
             )
             self._rcv_adv = seq_add(self.rcv_nxt, win)
+            self._last_ack_sent = self.rcv_nxt
             self._ack_now = False
         else:
             seg = Segment(
-                self.iss, 0, _FLAGS[_SYN], win, mss=cfg.mss, wscale=self._offered_wscale()
+                self.iss,
+                0,
+                _FLAGS[_SYN],
+                win,
+                mss=cfg.mss,
+                wscale=self._offered_wscale(),
+                sack_permitted=cfg.sack,
+                timestamps=(tsval, 0) if cfg.timestamps else None,
             )
         end = seq_add(self.iss, 1)
         self.snd_nxt = end
@@ -1223,13 +1683,28 @@ class Connection:
         self.stats.segments_out += 1
 
     def _offered_wscale(self) -> int | None:
-        """Our window-scale shift: the configured one, but with a granularity of at
-        most 1/8 of the receive buffer (a huge shift on a small buffer would round
-        every offered window down to zero)."""
-        ws = self.config.wscale
+        return self.offered_wscale(self.config)
+
+    @staticmethod
+    def offered_wscale(cfg: TcpConfig) -> int | None:
+        """Our window-scale shift: AUTO computes it from the receive buffer as Linux
+        does; an explicit one is capped to a granularity of at most 1/8 of the
+        receive buffer (a huge shift on a small buffer would round every offered
+        window down to zero)."""
+        ws = cfg.wscale
         if ws is None:
             return None
-        return min(ws, max(0, (self.config.recv_buffer // 8).bit_length() - 1))
+        if ws == AUTO:
+            return linux_wscale(cfg.recv_buffer)
+        return min(ws, max(0, (cfg.recv_buffer // 8).bit_length() - 1))
+
+    def _ts_now(self, now: float) -> int:
+        """Our TSval: a 1 ms clock (RFC 7323 5.4 allows 1 ms..1 s) plus the offset."""
+        ms = int(now * 1000)
+        if ms < self._ts_ms:
+            ms = self._ts_ms  # never backwards, whatever clock readings the caller mixes
+        self._ts_ms = ms
+        return (ms + self.ts_offset) & SEQ_MASK
 
     def _establish(self, now: float) -> None:
         self.state = State.FIN_WAIT_1 if self._fin_queued else State.ESTABLISHED
@@ -1280,7 +1755,10 @@ class Connection:
                     self._set_closed("timed out")
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
-        self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1)
+        self._srec = None
+        self._tlp_out = None
+        self._sack_dups = 0
+        self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1, now=now)
         self._rtt.backoff()
         self._rtt_seq = None
         # Go-back-N: the first segment now, the rest as ACKs open the window.
@@ -1368,6 +1846,7 @@ class Connection:
 
     def _stop_timers(self) -> None:
         self._rtx_deadline = None
+        self._tlp_deadline = None
         self._persist_deadline = None
         self._delack_deadline = None
         self._ka_deadline = None
@@ -1381,4 +1860,7 @@ class Connection:
         self._ack_now = False
         self._sbuf.clear()
         self._reasm.clear()
+        self._board.clear()
+        self._rsack.clear()
+        self._srec = None
         self._probe_end = None

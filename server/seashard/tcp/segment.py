@@ -43,7 +43,8 @@ class Segment:
     mss: int | None = None
     wscale: int | None = None
     sack_permitted: bool = False
-    timestamps: tuple[int, int] | None = None
+    timestamps: tuple[int, int] | None = None  # (TSval, TSecr)
+    sack_blocks: tuple[tuple[int, int], ...] = ()  # (left, right) edges, first block first
 
     @property
     def seg_len(self) -> int:
@@ -88,6 +89,8 @@ class Segment:
             opts.append(f"TS val {self.timestamps[0]} ecr {self.timestamps[1]}")
         if self.wscale is not None:
             opts.append(f"wscale {self.wscale}")
+        if self.sack_blocks:
+            opts.append("sack " + " ".join(f"{a}:{b}" for a, b in self.sack_blocks))
         if opts:
             parts.append("<" + ",".join(opts) + ">")
         return " ".join(parts)

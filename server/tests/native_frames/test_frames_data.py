@@ -21,18 +21,22 @@ def app_send(bench: Bench, conn: NativeConnection, data: bytes) -> None:
 # ---------------------------------------------------------------- peer -> us
 
 
-def test_small_segment_gets_a_delayed_ack(bench: Bench) -> None:
+def test_small_segment_gets_a_delayed_ack() -> None:
+    # Delayed ACK from the first segment: quick-ACK (Linux's start) turned off.
+    bench = Bench(TcpConfig(mss=1460, quickack=0))
     peer, conn = bench.established()
     assert peer.send("PA", b"x" * 100) == []  # delayed
     assert bench.advance(0.039) == []
     out = bench.advance(0.001)  # delayed_ack = 40 ms
     assert [(flags(s), s.seq, s.ack) for s in out] == [("A", conn.tcp.iss + 1, PEER_ISN + 101)]
-    assert out[0].window == (256 * 1024 - 100) >> 7  # free buffer, scaled by our shift 7
+    assert out[0].window == (256 * 1024 - 100) >> 3  # free buffer, scaled by our shift 3
     assert data_of(out[0]) == b""
     assert bench.loop.next_deadline() is None  # nothing more to do
 
 
-def test_every_second_full_segment_is_acked_at_once(bench: Bench) -> None:
+def test_every_second_full_segment_is_acked_at_once() -> None:
+    # Delayed ACK from the first segment: quick-ACK (Linux's start) turned off.
+    bench = Bench(TcpConfig(mss=1460, quickack=0))
     peer, conn = bench.established()
     assert peer.send("A", b"a" * 1460) == []
     out = peer.send("A", b"b" * 1460)
@@ -106,10 +110,10 @@ def test_peer_mss_536_limits_our_segments() -> None:
 def test_window_scaling_when_the_peer_offers_it() -> None:
     bench = Bench()
     peer, conn = bench.established(Peer(bench, wscale=3))
-    assert conn.tcp.wscale_ok and conn.tcp.snd_shift == 3 and conn.tcp.rcv_shift == 7
+    assert conn.tcp.wscale_ok and conn.tcp.snd_shift == 3 and conn.tcp.rcv_shift == 3
     # Our windows are scaled by our shift (7).
     out = peer.send("PA", b"z" * 3000)
-    assert out and out[-1].window == (256 * 1024 - 3000) >> 7
+    assert out and out[-1].window == (256 * 1024 - 3000) >> 3
     # The peer's window field is scaled by its shift (3): 365 << 3 = 2920 bytes.
     peer.send("A", window=365)
     app_send(bench, conn, payload_bytes(4000))
@@ -131,12 +135,13 @@ def test_no_window_scaling_when_the_peer_does_not_offer_it() -> None:
 
 
 def test_our_window_closes_when_the_app_does_not_read_and_reopens_on_read() -> None:
-    bench = Bench(TcpConfig(mss=1460, recv_buffer=8192))
+    bench = Bench(TcpConfig(mss=1460, recv_buffer=8192, quickack=0))
     peer, conn = bench.established(Peer(bench, wscale=None))
     for _ in range(5):
         peer.send("A", b"q" * 1460)
-    assert peer.send("PA", b"r" * (8192 - 5 * 1460)) == []
-    out = bench.advance(0.04)  # the delayed ACK shows the closed window
+    # More than one full-sized segment unACKed: the ACK (Linux's rule) shows the
+    # closed window at once.
+    out = peer.send("PA", b"r" * (8192 - 5 * 1460))
     assert [(s.ack, s.window) for s in out] == [(PEER_ISN + 1 + 8192, 0)]
     # A byte beyond the closed window is not accepted; the ACK says so at once.
     out = peer.send("PA", b"!", advance=False)
@@ -148,7 +153,9 @@ def test_our_window_closes_when_the_app_does_not_read_and_reopens_on_read() -> N
     bench.close()
 
 
-def test_zero_window_from_the_peer_and_persist_probes(bench: Bench) -> None:
+def test_zero_window_from_the_peer_and_persist_probes() -> None:
+    # RFC 6298's 1 s minimum RTO (Linux's 200 ms is tested in test_frames_linux.py).
+    bench = Bench(TcpConfig(mss=1460, rto_min=1.0))
     peer, conn = bench.established()
     assert peer.send("A", window=0) == []
     t0 = bench.now()
@@ -214,7 +221,9 @@ def test_duplicate_segment_is_acked_at_once_and_not_delivered_twice(bench: Bench
 # ---------------------------------------------------------------- loss
 
 
-def test_retransmission_timeout_backs_off(bench: Bench) -> None:
+def test_retransmission_timeout_backs_off() -> None:
+    # RFC 6298's 1 s minimum RTO (Linux's 200 ms is tested in test_frames_linux.py).
+    bench = Bench(TcpConfig(mss=1460, rto_min=1.0))
     peer, conn = bench.established()
     app_send(bench, conn, b"are you there?")
     timed = bench.take_timed()
@@ -229,7 +238,9 @@ def test_retransmission_timeout_backs_off(bench: Bench) -> None:
     assert conn.tcp.stats.retransmits == 5
 
 
-def test_retransmissions_give_up_and_the_reader_sees_a_timeout(bench: Bench) -> None:
+def test_retransmissions_give_up_and_the_reader_sees_a_timeout() -> None:
+    # RFC 6298's 1 s minimum RTO (Linux's 200 ms is tested in test_frames_linux.py).
+    bench = Bench(TcpConfig(mss=1460, rto_min=1.0))
     peer, conn = bench.established()
     reading = bench.loop.spawn(conn.read())
     app_send(bench, conn, b"hello?")
@@ -314,7 +325,7 @@ def test_sequence_numbers_wrap_around_2_32_in_both_directions() -> None:
 
 
 def test_data_with_the_handshake_completing_ack_is_accepted() -> None:
-    bench = Bench()
+    bench = Bench(TcpConfig(mss=1460, quickack=0))  # the data's ACK is delayed
     server = bench.listen()
     peer = Peer(bench)
     peer.syn()
@@ -326,7 +337,9 @@ def test_data_with_the_handshake_completing_ack_is_accepted() -> None:
     bench.close()
 
 
-def test_response_data_carries_the_ack_and_cancels_the_delayed_one(bench: Bench) -> None:
+def test_response_data_carries_the_ack_and_cancels_the_delayed_one() -> None:
+    # Delayed ACK from the first segment: quick-ACK (Linux's start) turned off.
+    bench = Bench(TcpConfig(mss=1460, quickack=0))
     peer, conn = bench.established()
     # (The first read may send a window update: the SYN-ACK could offer only 65535.)
     peer.send("PA", b"hi")

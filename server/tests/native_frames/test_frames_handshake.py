@@ -33,8 +33,8 @@ def test_syn_gets_syn_ack_with_mss_and_wscale(bench: Bench) -> None:
     assert synack.window == 65535  # a SYN's window is never scaled
     opts = options(synack)
     assert opts["MSS"] == 1460  # MTU 1500 - 40
-    assert opts["WScale"] == 7
-    assert "SAckOK" not in opts and "Timestamp" not in opts
+    assert opts["WScale"] == 3  # Linux's: the smallest shift fitting 256 KiB in 16 bits
+    assert "SAckOK" not in opts and "Timestamp" not in opts  # the peer offered neither
     assert data_of(synack) == b""
     # Half-open: not yet in the accept queue.
     assert not server.pending and server.half_open == 1
@@ -128,7 +128,7 @@ def test_syn_ack_to_listener_port_is_answered_with_rst(bench: Bench) -> None:
     assert isinstance(out[0], TCP) and not bench.layer.conns
 
 
-def test_linux_style_syn_options_sack_and_timestamps_are_not_echoed(bench: Bench) -> None:
+def test_linux_style_syn_options_are_answered_in_linux_layout(bench: Bench) -> None:
     bench.listen()
     peer = bench.peer()
     opts = [
@@ -140,10 +140,24 @@ def test_linux_style_syn_options_sack_and_timestamps_are_not_echoed(bench: Bench
     ]
     out = peer.send("S", window=64240, opts=opts)
     assert [flags(s) for s in out] == ["SA"]
-    assert options(out[0]) == {"MSS": 1460, "NOP": None, "WScale": 7}
-    # Later segments may still carry timestamps: they are ignored.
-    assert peer.send("A", opts=[("NOP", None), ("NOP", None), ("Timestamp", (123457, 0))]) == []
-    assert bench.layer.conns[(PEER_IP, PEER_PORT, PORT)].tcp.state is State.ESTABLISHED
+    got = out[0].options
+    assert [name for name, _ in got] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
+    tsval, tsecr = dict(got)["Timestamp"]
+    assert tsecr == 123456
+    # Linux's bytes: mss, sackOK packed with TS (12 bytes), nop, wscale.
+    raw = bytes(out[0])[20 : out[0].dataofs * 4]
+    assert raw == (
+        bytes.fromhex("020405b40402080a")
+        + tsval.to_bytes(4, "big")
+        + tsecr.to_bytes(4, "big")
+        + bytes.fromhex("01030303")
+    )
+    # Later segments carry timestamps: the handshake's ACK echoes our TSval.
+    ack_opts = [("NOP", None), ("NOP", None), ("Timestamp", (123457, tsval))]
+    assert peer.send("A", opts=ack_opts) == []
+    tcp = bench.layer.conns[(PEER_IP, PEER_PORT, PORT)].tcp
+    assert tcp.state is State.ESTABLISHED and tcp.ts_ok and tcp.sack_ok
+    assert tcp.ts_recent == 123457
 
 
 def test_ethernet_padding_after_a_short_frame_is_ignored(bench: Bench) -> None:

@@ -69,6 +69,7 @@ def test_no_keepalive_by_default(bench: Bench) -> None:
 
 def test_keepalive_not_sent_while_data_is_outstanding(ka_bench: Bench) -> None:
     bench = ka_bench
+    bench.layer.config.rto_min = 1.0  # RFC 6298's minimum: retransmissions at 1, 3, 7 s
     peer, conn = bench.established()
     bench.loop.spawn(conn.write(b"unacked")).value()
     first = bench.take_tcp()[0]

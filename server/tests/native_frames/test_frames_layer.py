@@ -13,7 +13,6 @@ from frames_helpers import (
     Proc,
     data_of,
     flags,
-    options,
     seq_add,
 )
 
@@ -64,7 +63,10 @@ def test_active_open(bench: Bench) -> None:
 def test_active_open_syn_options(bench: Bench) -> None:
     bench.loop.spawn(bench.layer.connect(SocketAddress(PEER_IP, 80)))
     syn = bench.take_tcp()[0]
-    assert options(syn) == {"MSS": 1460, "NOP": None, "WScale": 7}
+    # Linux's SYN: mss, sackOK, TS val ecr, nop, wscale (the shift fitting 256 KiB).
+    assert [name for name, _ in syn.options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
+    got = dict(syn.options)
+    assert got["MSS"] == 1460 and got["WScale"] == 3 and got["Timestamp"][1] == 0
     assert syn.ack == 0 and syn.window == 65535
 
 

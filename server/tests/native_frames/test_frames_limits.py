@@ -118,6 +118,51 @@ def test_full_syn_queue_answers_with_a_cookie_and_its_ack_opens_a_working_connec
         bench.close()
 
 
+def test_cookie_with_timestamps_carries_wscale_and_sack_in_tsval() -> None:
+    bench = Bench(limits=NativeLimits(syn_backlog=1))
+    try:
+        server = bench.listen()
+        fill_syn_queue(bench, 1)
+        peer = bench.peer(sport=43100, mss=1460)
+        syn_opts = [
+            ("MSS", 1460),
+            ("SAckOK", b""),
+            ("Timestamp", (777, 0)),
+            ("NOP", None),
+            ("WScale", 9),
+        ]
+        out = peer.send("S", window=64240, opts=syn_opts)
+        assert [flags(s) for s in out] == ["SA"]
+        synack = out[0]
+        assert [name for name, _ in synack.options] == [
+            "MSS",
+            "SAckOK",
+            "Timestamp",
+            "NOP",
+            "WScale",
+        ]
+        tsval, tsecr = dict(synack.options)["Timestamp"]
+        assert tsecr == 777
+        assert tsval & 0x0F == 9 and tsval & 0x10  # Linux: wscale in bits 0-3, SACK bit 4
+        assert (PEER_IP, 43100, PORT) not in bench.layer.conns  # nothing stored
+        # The ACK echoes the TSval: the connection gets the peer's shift and SACK back.
+        ack_opts = [("NOP", None), ("NOP", None), ("Timestamp", (778, tsval))]
+        peer.send("PA", b"hello", opts=ack_opts)
+        assert bench.layer.stats["syncookies_accepted"] == 1
+        conn = bench.accept(server)
+        tcp = conn.tcp
+        assert tcp.state is State.ESTABLISHED and tcp.iss == synack.seq
+        assert tcp.wscale_ok and tcp.snd_shift == 9 and tcp.rcv_shift == 3
+        assert tcp.sack_ok and tcp.ts_ok and tcp.ts_recent == 778
+        assert read(bench, conn) == b"hello"
+        # Our TSval clock goes on from the cookie's: the next segment's is not older.
+        write(bench, conn, b"x")
+        seg = bench.take_tcp()[-1]
+        assert (dict(seg.options)["Timestamp"][0] - tsval) & 0xFFFFFFFF < 1 << 31
+    finally:
+        bench.close()
+
+
 def test_forged_cookie_ack_is_rejected_counted_and_reset() -> None:
     bench = Bench(limits=NativeLimits(syn_backlog=1))
     try:

@@ -180,6 +180,10 @@ def test_fin_with_data():
     conn, peer = open_passive()
     conn.on_segment(peer.fin(b"last words"), 1.0)
     assert conn.state is State.CLOSE_WAIT
+    # Linux tcp_fin (pingpong mode): the ACK of a FIN with data is delayed.
+    assert conn.segments_out() == []
+    assert conn.next_deadline() == pytest.approx(1.0 + conn.config.delayed_ack)
+    conn.on_timer(conn.next_deadline())
     assert only(conn.segments_out()).ack == PEER_ISS + 1 + 10 + 1
     assert conn.readable and not conn.at_eof
     assert conn.recv() == b"last words"

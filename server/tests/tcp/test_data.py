@@ -11,7 +11,7 @@ from .helpers import ISS, PEER_ISS, A, F, P, Peer, config, only, open_active, op
 
 
 def test_data_both_directions():
-    conn, peer = open_passive()
+    conn, peer = open_passive(cfg=config(quickack=0))  # delayed ACK from the start (no quick-ACK)
     assert conn.send(b"hello", 0.1) == 5
     seg = only(conn.segments_out())
     assert seg.flags == A | P and seg.seq == ISS + 1 and seg.payload == b"hello"
@@ -34,7 +34,7 @@ def test_recv_partial_reads():
 
 
 def test_delayed_ack_timer():
-    conn, peer = open_passive(cfg=config(delayed_ack=0.1))
+    conn, peer = open_passive(cfg=config(delayed_ack=0.1, quickack=0))
     conn.on_segment(peer.data(b"x" * 100), 1.0)
     assert conn.segments_out() == []
     assert conn.next_deadline() == pytest.approx(1.1)
@@ -47,7 +47,7 @@ def test_delayed_ack_timer():
 
 
 def test_delayed_ack_timer_not_extended_by_more_data():
-    conn, peer = open_passive(cfg=config(delayed_ack=0.2))
+    conn, peer = open_passive(cfg=config(delayed_ack=0.2, quickack=0))
     conn.on_segment(peer.data(b"x" * 10), 1.0)
     conn.on_segment(peer.data(b"y" * 10), 1.15)
     assert conn.segments_out() == []
@@ -55,7 +55,7 @@ def test_delayed_ack_timer_not_extended_by_more_data():
 
 
 def test_ack_every_second_full_segment():
-    conn, peer = open_passive()
+    conn, peer = open_passive(cfg=config(quickack=0))  # delayed ACK from the start (no quick-ACK)
     conn.on_segment(peer.data(b"a" * 1460), 0.1)
     assert conn.segments_out() == []
     conn.on_segment(peer.data(b"b" * 1460), 0.1)
@@ -75,13 +75,13 @@ def test_delayed_ack_disabled():
 
 
 def test_ack_piggybacks_on_data():
-    conn, peer = open_passive()
+    conn, peer = open_passive(cfg=config(quickack=0))  # delayed ACK from the start (no quick-ACK)
     conn.on_segment(peer.data(b"ping"), 0.1)
     assert conn.next_deadline() is not None
     conn.send(b"pong", 0.11)
     seg = only(conn.segments_out())
     assert seg.payload == b"pong" and seg.ack == PEER_ISS + 5
-    assert conn.next_deadline() == pytest.approx(0.11 + 1.0)  # retransmission timer only
+    assert conn.next_deadline() == pytest.approx(0.11 + conn.rto)  # retransmission timer only
 
 
 def test_out_of_order_reassembly_and_immediate_acks():

@@ -32,7 +32,8 @@ def test_active_open_three_way_handshake():
     conn = Connection.connect(ISS, 0.0, TcpConfig())
     assert conn.state is State.SYN_SENT
     syn = only(conn.segments_out())
-    assert syn.flags == S and syn.seq == ISS and syn.mss == 1460 and syn.wscale == 7
+    # Linux's choice: the smallest shift that fits the 256 KiB buffer in 16 bits.
+    assert syn.flags == S and syn.seq == ISS and syn.mss == 1460 and syn.wscale == 3
     assert conn.next_deadline() == 1.0  # initial RTO
     peer = Peer()
     conn.on_segment(peer.syn_ack(syn), 0.05)
@@ -96,10 +97,10 @@ def test_segmentation_at_negotiated_mss():
 
 
 def test_window_scale_negotiated_both_sides():
-    # Active: we offer 7, the peer offers 3.
+    # Active: we offer 5 (1 MiB in 16 bits, as Linux computes it), the peer offers 3.
     peer = Peer(wscale=3, window=65535)
     conn, peer = open_active(peer=peer, cfg=config(recv_buffer=1 << 20))
-    assert conn.wscale_ok and conn.snd_shift == 3 and conn.rcv_shift == 7
+    assert conn.wscale_ok and conn.snd_shift == 3 and conn.rcv_shift == 5
     # The peer's window field is scaled by its shift after the SYN.
     conn.on_segment(peer.ack(window=1000), 0.1)
     assert conn.snd_wnd == 8000
@@ -107,7 +108,7 @@ def test_window_scale_negotiated_both_sides():
     conn.on_segment(peer.data(b"z" * 100), 0.1)
     conn.on_timer(1.0)
     ack = only(conn.segments_out())
-    assert ack.window == ((1 << 20) - 100) >> 7  # rounded down
+    assert ack.window == ((1 << 20) - 100) >> 5  # rounded down
     assert conn.rcv_wnd == (1 << 20) - 100  # the furthest edge offered stays acceptable
 
 

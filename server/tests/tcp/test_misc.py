@@ -42,7 +42,15 @@ def test_config_shared_between_connections_is_not_mutated():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"mss": 10}, {"wscale": -1}, {"recv_buffer": 0}, {"send_buffer": -5}, {"rto_min": 0}],
+    [
+        {"mss": 10},
+        {"wscale": -2},
+        {"wscale": 15},
+        {"recv_buffer": 0},
+        {"send_buffer": -5},
+        {"rto_min": 0},
+        {"cc": "bbr"},
+    ],
 )
 def test_config_validation(kw):
     with pytest.raises(ValueError):
@@ -109,11 +117,20 @@ def test_handshake_ack_lost_but_data_completes_it():
     assert b.state is State.ESTABLISHED and b.recv() == b"hello"
 
 
-def test_synack_does_not_echo_sack_or_timestamps():
+def test_synack_answers_sack_and_timestamps_offered():
     syn = Peer().syn(sack_permitted=True, timestamps=(1, 0))
     conn = Connection.accept(syn, ISS, 0.0, TcpConfig())
     sa = only(conn.segments_out())
+    assert sa.sack_permitted and sa.timestamps is not None and sa.timestamps[1] == 1
+    assert conn.sack_ok and conn.ts_ok
+
+
+def test_synack_does_not_echo_sack_or_timestamps_when_turned_off():
+    syn = Peer().syn(sack_permitted=True, timestamps=(1, 0))
+    conn = Connection.accept(syn, ISS, 0.0, TcpConfig(sack=False, timestamps=False))
+    sa = only(conn.segments_out())
     assert not sa.sack_permitted and sa.timestamps is None
+    assert not conn.sack_ok and not conn.ts_ok
 
 
 def test_is_initial_syn():
@@ -138,7 +155,9 @@ def test_stats_count_segments_and_bytes():
     conn.on_segment(peer.data(b"y" * 10), 0.1)
     st = conn.stats
     assert st.bytes_out == 3000 and st.bytes_in == 10
-    assert st.segments_out == 1 + 3  # SYN-ACK + three data segments
+    # SYN-ACK + three data segments; the data's ACK is delayed: we sent just before it
+    # arrived (Linux's pingpong mode)
+    assert st.segments_out == 1 + 3
     assert st.segments_in == 3  # SYN, handshake ACK, data
 
 

@@ -1,4 +1,8 @@
-"""RFC 6298 retransmission timer, Karn's rule, NewReno congestion control."""
+"""RFC 6298 retransmission timer, Karn's rule, NewReno congestion control.
+
+The RTO sequences here run with RFC 6298's 1 s minimum (``rto_min=1.0``), and the
+window arithmetic with Reno's halving (``cc="newreno"``): both are the RFC
+profile's values, Linux's defaults are tested in test_linux.py."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from .helpers import ISS, A, F, Peer, config, only, open_active, open_passive
 
 
 def test_rto_doubles_and_retry_limit_times_out():
-    conn, peer = open_passive(cfg=config(max_retries=3))
+    conn, peer = open_passive(cfg=config(max_retries=3, rto_min=1.0))
     assert conn.rto == 1.0
     conn.send(b"x" * 100, 0.0)
     first = only(conn.segments_out())
@@ -31,7 +35,7 @@ def test_rto_doubles_and_retry_limit_times_out():
 
 
 def test_rto_capped_at_rto_max():
-    conn, peer = open_passive(cfg=config(max_retries=20, rto_max=8.0))
+    conn, peer = open_passive(cfg=config(max_retries=20, rto_max=8.0, rto_min=1.0))
     conn.send(b"x", 0.0)
     conn.segments_out()
     times = []
@@ -99,7 +103,9 @@ def test_karn_retransmitted_segment_not_sampled_backoff_kept():
 
 
 def test_timeout_collapses_cwnd_and_goes_back_n():
-    conn, peer = open_passive(peer=Peer(mss=1000, window=65535))
+    conn, peer = open_passive(
+        peer=Peer(mss=1000, window=65535), cfg=config(cc="newreno", rto_min=1.0)
+    )
     conn.send(b"x" * 8000, 0.0)
     segs = conn.segments_out()
     assert len(segs) == 8 and conn.cwnd == 10000
@@ -119,7 +125,7 @@ def test_timeout_collapses_cwnd_and_goes_back_n():
 
 
 def test_slow_start_then_congestion_avoidance():
-    conn, peer = open_passive(cfg=config(initial_cwnd=2000), peer=Peer(mss=1000))
+    conn, peer = open_passive(cfg=config(initial_cwnd=2000, cc="newreno"), peer=Peer(mss=1000))
     conn._cc.ssthresh = 4000
     conn.send(b"x" * 50_000, 0.0)
     assert len(peer.absorb(conn.segments_out())) == 2
@@ -142,7 +148,7 @@ def _lossy_window(conn, peer, n):
 
 
 def test_fast_retransmit_after_three_dup_acks():
-    conn, peer = open_passive(peer=Peer(mss=1000, window=65535))
+    conn, peer = open_passive(peer=Peer(mss=1000, window=65535), cfg=config(cc="newreno"))
     segs = _lossy_window(conn, peer, 10)
     assert len(segs) == 10  # initial window 10 segments
     # segment 1 is lost; segments 2.. arrive, each produces a duplicate ACK
@@ -167,7 +173,7 @@ def test_dup_ack_with_window_change_or_data_is_not_counted():
 
 
 def test_newreno_fast_recovery_with_partial_ack():
-    conn, peer = open_passive(peer=Peer(mss=1000, window=65535))
+    conn, peer = open_passive(peer=Peer(mss=1000, window=65535), cfg=config(cc="newreno"))
     conn.send(b"".join(bytes([65 + i]) * 1000 for i in range(20)), 0.0)
     assert len(conn.segments_out()) == 10  # segments 1..10 sent, 11..20 queued
     # Segments 1 and 5 are lost: 8 duplicate ACKs arrive (from 2,3,4,6,7,8,9,10).

@@ -75,3 +75,40 @@ def test_a_connection_is_built_from_the_cookie_ack() -> None:
     assert conn.recv() == b"hi" and conn.snd_wnd == 229  # unscaled: no wscale agreed
     with pytest.raises(ValueError):
         Connection.from_cookie(ack, synack.seq + 5, grant.mss, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("wscale", "sack"), [(7, True), (0, False), (14, True), (None, True), (None, False)]
+)
+def test_tsval_carries_wscale_and_sack_and_check_decodes_them(
+    wscale: int | None, sack: bool
+) -> None:
+    sc = SynCookies(b"k" * 32)
+    now = 1000.123
+    c = sc.make(LOCAL, REMOTE, 5000, 1460, now, timestamps=True, wscale=wscale, sack_permitted=sack)
+    assert c.tsval is not None
+    # Linux cookie_init_timestamp: the low 6 bits, never ahead of our clock.
+    clock = (int(now * 1000) + sc.ts_offset(LOCAL, REMOTE)) & 0xFFFFFFFF
+    assert c.tsval & 0xF == (0xF if wscale is None else wscale)
+    assert bool(c.tsval & 0x10) == sack and not c.tsval & 0x20
+    assert 0 <= (clock - c.tsval) & 0xFFFFFFFF < 64
+    grant = sc.check(LOCAL, REMOTE, 5001, (c.isn + 1) & 0xFFFFFFFF, now + 1, tsecr=c.tsval)
+    assert grant is not None and grant.mss == 1460
+    assert grant.wscale == wscale and grant.sack_permitted == sack
+    # Without the TSecr nothing is carried, as without timestamps.
+    plain = sc.check(LOCAL, REMOTE, 5001, (c.isn + 1) & 0xFFFFFFFF, now + 1)
+    assert plain is not None and plain.wscale is None and not plain.sack_permitted
+
+
+def test_cookie_synack_with_timestamps_offers_what_the_tsval_encodes() -> None:
+    sc = SynCookies(b"k" * 32)
+    syn = Segment(5000, 0, Flags.SYN, 64240, mss=1460, wscale=7, sack_permitted=True)
+    syn.timestamps = (99, 0)
+    c = sc.make(LOCAL, REMOTE, 5000, 1460, 10.0, timestamps=True, wscale=7, sack_permitted=True)
+    sa = cookie_synack(syn, c, 1460, 65535, our_wscale=3)
+    assert sa.timestamps == (c.tsval, 99) and sa.sack_permitted and sa.wscale == 3
+    # Without a TS in the SYN: neither, as before.
+    syn.timestamps = None
+    c2 = sc.make(LOCAL, REMOTE, 5000, 1460, 10.0)
+    sa2 = cookie_synack(syn, c2, 1460, 65535, our_wscale=3)
+    assert sa2.timestamps is None and not sa2.sack_permitted and sa2.wscale is None

@@ -22,6 +22,10 @@ orphan_retries         8                        tcp_orphan_retries=0, i.e. 8
 reassembly_budget      32 MiB true size         tcp_mem pressure (system-wide)
 max_connections        65536 live, passive      none (file descriptors bound it)
 arp_cache_entries      1024                     gc_thresh3=1024
+tcp_profile            linux                    Linux's TCP choices (tcp/profile.py);
+                                                "rfc": the strict RFC values
+tcp_cc                 the profile's (cubic)    net.ipv4.tcp_congestion_control
+tcp_tlp                off                      tcp_early_retrans=3 (TLP on)
 =====================  =======================  ==================================
 
 What each does when it bites:
@@ -48,6 +52,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from seashard import argtypes
+from seashard.tcp.cc import CONTROLLERS
+from seashard.tcp.profile import PROFILES
 
 __all__ = ["NativeLimits", "add_arguments", "from_args"]
 
@@ -64,11 +70,22 @@ class NativeLimits:
     reassembly_budget: int = 32 * 1024 * 1024
     max_connections: int = 65536
     arp_cache_entries: int = 1024
+    tcp_profile: str = "linux"  # TcpConfig.profile(): "linux" or "rfc"
+    tcp_cc: str | None = None  # congestion control; None: the profile's
+    # Tail loss probes: off in the server until a shard reaches queued ACKs before
+    # its timers (a busy shard's probe is spurious); the sans-IO TCP's default is on.
+    tcp_tlp: bool = False
 
     def __post_init__(self) -> None:
+        if self.tcp_profile not in PROFILES:
+            raise ValueError(f"unknown tcp profile {self.tcp_profile!r}")
+        if self.tcp_cc is not None and self.tcp_cc not in CONTROLLERS:
+            raise ValueError(f"unknown congestion control {self.tcp_cc!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "syncookies" and value < 0:
+            if f.name in ("syncookies", "tcp_profile", "tcp_cc", "tcp_tlp"):
+                continue
+            if value < 0:
                 raise ValueError(f"{f.name} must not be negative")
         if self.syn_backlog < 1 or self.accept_backlog < 1 or self.arp_cache_entries < 1:
             raise ValueError("backlogs and the ARP cache need room for at least one entry")
@@ -152,6 +169,25 @@ def add_arguments(parser: Any) -> None:
         default=_D.arp_cache_entries,
         metavar="N",
         help=f"ARP cache size per shard, oldest out (default {_D.arp_cache_entries})",
+    )
+    g.add_argument(
+        "--tcp-profile",
+        choices=sorted(PROFILES),
+        default=_D.tcp_profile,
+        help="TCP's choices where the RFCs leave one: Linux's (200 ms minimum RTO, "
+        "quick-ACK at start, CUBIC, TLP) or the strict RFC values (default linux)",
+    )
+    g.add_argument(
+        "--tcp-cc",
+        choices=sorted(CONTROLLERS),
+        default=None,
+        help="congestion control (default: the profile's, cubic for linux)",
+    )
+    g.add_argument(
+        "--tcp-tlp",
+        action="store_true",
+        help="tail loss probes (RFC 8985) as Linux; off by default: a busy shard's probe "
+        "can be spurious",
     )
 
 

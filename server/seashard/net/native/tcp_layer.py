@@ -121,8 +121,13 @@ class TcpLayer:
         self.shards = shards
         self.limits = limits = limits or NativeLimits()
         # An explicit config (the frame-level tests') keeps its own SYN-ACK retries.
-        self.config = config or TcpConfig(
-            mss=interface.config.mtu - 40, synack_retries=limits.synack_retries
+        cc = {"cc": limits.tcp_cc} if limits.tcp_cc is not None else {}
+        self.config = config or TcpConfig.profile(
+            limits.tcp_profile,
+            mss=interface.config.mtu - 40,
+            synack_retries=limits.synack_retries,
+            tlp=limits.tcp_tlp,
+            **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
         self.forward = forward  # hand a segment to its owning shard
@@ -187,6 +192,7 @@ class TcpLayer:
             wscale=pkt.wscale,
             sack_permitted=pkt.sack_permitted,
             timestamps=pkt.timestamps,
+            sack_blocks=pkt.sack_blocks,
         )
         if conn is not None:
             if (
@@ -280,7 +286,8 @@ class TcpLayer:
         remote = SocketAddress(src_ip, pkt.src_port)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
-        tcp = Connection.accept(seg, iss, now, self.config, self.reassembly)
+        tsoff = self.cookies.ts_offset((local.host, local.port), (remote.host, remote.port))
+        tcp = Connection.accept(seg, iss, now, self.config, self.reassembly, ts_offset=tsoff)
         conn = NativeConnection(self, tcp, local, remote, on_established=listener.deliver)
         listener.half_open += 1
         self._register(conn)
@@ -290,14 +297,25 @@ class TcpLayer:
     def _send_cookie(
         self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
     ) -> None:
-        """The SYN queue is full: answer with a SYN cookie and keep nothing.  Without
-        TCP timestamps (none yet in this stack) the cookie cannot carry the peer's
-        window scale or SACK-permitted, so the SYN-ACK offers neither and the
-        connection runs without them, as Linux's cookie connections without
-        timestamps do (syncookies.py says how timestamps will carry them)."""
+        """The SYN queue is full: answer with a SYN cookie and keep nothing.  With
+        timestamps the cookie's TSval carries the peer's window scale and
+        SACK-permitted (as Linux); without, the SYN-ACK offers neither and the
+        connection runs without them, as Linux's cookie connections do."""
+        cfg = self.config
         local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
-        cookie = self.cookies.make(local, remote, seg.seq, seg.mss, now)
-        synack = cookie_synack(seg, cookie, self.config.mss, self.config.recv_buffer)
+        use_ts = cfg.timestamps and seg.timestamps is not None
+        cookie = self.cookies.make(
+            local,
+            remote,
+            seg.seq,
+            seg.mss,
+            now,
+            timestamps=use_ts,
+            wscale=seg.wscale if cfg.wscale is not None else None,
+            sack_permitted=cfg.sack and seg.sack_permitted,
+        )
+        our_ws = Connection.offered_wscale(cfg)
+        synack = cookie_synack(seg, cookie, cfg.mss, cfg.recv_buffer, our_ws)
         listener.last_cookie = now
         self.stats["syncookies_sent"] += 1
         self._transmit(src_ip, pkt.dst_port, pkt.src_port, synack, now)
@@ -308,7 +326,8 @@ class TcpLayer:
         """An ACK to a listener that sent cookies lately: if it echoes a valid cookie,
         the connection is created from it.  False: answer it as any unknown ACK."""
         local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
-        grant = self.cookies.check(local, remote, seg.seq, seg.ack, now)
+        tsecr = seg.timestamps[1] if seg.timestamps is not None and self.config.timestamps else None
+        grant = self.cookies.check(local, remote, seg.seq, seg.ack, now, tsecr)
         if grant is None:
             self.stats["syncookies_rejected"] += 1
             return False
@@ -320,7 +339,17 @@ class TcpLayer:
             return True  # dropped, as the final ACK of a stored handshake would be
         self.stats["syncookies_accepted"] += 1
         iss = seq_add(seg.ack, -1)
-        tcp = Connection.from_cookie(seg, iss, grant.mss, now, self.config, self.reassembly)
+        tcp = Connection.from_cookie(
+            seg,
+            iss,
+            grant.mss,
+            now,
+            self.config,
+            self.reassembly,
+            wscale=grant.wscale,
+            sack_permitted=grant.sack_permitted,
+            ts_offset=self.cookies.ts_offset(local, remote),
+        )
         conn = NativeConnection(
             self,
             tcp,
@@ -425,6 +454,7 @@ class TcpLayer:
             wscale=seg.wscale,
             sack_permitted=seg.sack_permitted,
             timestamps=seg.timestamps,
+            sack_blocks=seg.sack_blocks,
         )
         self.stats["segments_out"] += 1
         self.interface.send_ipv4(remote, IpProto.TCP, pkt.build(self.interface.ip, remote), now)
@@ -466,7 +496,8 @@ class TcpLayer:
         local = SocketAddress(self.interface.ip, port)
         now = self.now()
         iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
-        tcp = Connection.connect(iss, now, self.config, self.reassembly)
+        tsoff = self.cookies.ts_offset((local.host, local.port), (remote.host, remote.port))
+        tcp = Connection.connect(iss, now, self.config, self.reassembly, ts_offset=tsoff)
         conn = NativeConnection(self, tcp, local, remote)
         self._register(conn)
         self.kick(conn)
