@@ -52,7 +52,8 @@ What is implemented (RFC numbers are the references the code follows):
   bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
   window and for FIN).  Linux's values are named in ``profile.py``.
-* Zero-window probing (one byte of new data, exponential backoff, probing goes
+* Zero-window probing (Linux's pure ACK at SND.UNA - 1, or with
+  ``zero_window_probe="byte"`` one byte of new data; exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
 * Passive open from a SYN cookie (``from_cookie``, see ``syncookies.py``).
@@ -219,6 +220,9 @@ class TcpConfig:
     sack: bool = LINUX["sack"]  # offer/accept SACK-permitted (RFC 2018)
     timestamps: bool = LINUX["timestamps"]  # offer/accept TSopt (RFC 7323)
     tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7), SACK connections only
+    # Zero-window probe: "ack" (Linux tcp_xmit_probe_skb: a pure ACK at SND.UNA - 1,
+    # which the peer must answer with an ACK) or "byte" (one byte of new data, RFC 9293).
+    zero_window_probe: str = LINUX["zero_window_probe"]
     keepalive_idle: float | None = None  # None: no keepalive
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
@@ -254,6 +258,8 @@ class TcpConfig:
             raise ValueError("recv_buffer above 2**30 cannot be advertised")
         if not 0 < self.rto_min <= self.rto_max:
             raise ValueError("need 0 < rto_min <= rto_max")
+        if self.zero_window_probe not in ("ack", "byte"):
+            raise ValueError(f"zero_window_probe {self.zero_window_probe!r}: 'ack' or 'byte'")
 
 
 @dataclass(slots=True)
@@ -1792,10 +1798,15 @@ class Connection:
             # tcp_probe_timer gives up on it after tcp_orphan_retries backed-off probes.
             self._give_up_orphan(now)
             return
-        # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
-        seq = self.snd_nxt
-        self._emit(seq, _ACK, self._sbuf.peek(off, 1))
-        self._probe_end = seq_add(seq, 1)
+        if self.config.zero_window_probe == "ack":
+            # Linux (tcp_write_wakeup -> tcp_xmit_probe_skb): an old sequence number,
+            # no data; the peer answers with an ACK carrying its window.
+            self._emit(seq_add(self.snd_una, -1), _ACK)
+        else:
+            # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
+            seq = self.snd_nxt
+            self._emit(seq, _ACK, self._sbuf.peek(off, 1))
+            self._probe_end = seq_add(seq, 1)
         self._last_send = now
         self.stats.probes += 1
         self._probes_unanswered += 1

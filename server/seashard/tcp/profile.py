@@ -32,6 +32,9 @@ sack, timestamps       on (tcp_sack=1, tcp_timestamps=1) on
 tlp                    on (tcp_early_retrans=3);        off
                        the native server: off unless
                        --tcp-tlp (see LINUX)
+zero-window probe      a pure ACK, SEG.SEQ = SND.UNA-1  one byte of new data
+                       (tcp_xmit_probe_skb), RTO-based  (RFC 9293 3.8.6.1)
+                       backoff
 rack                   Linux: on; not implemented here  -
 =====================  ===============================  ===============================
 """
@@ -57,6 +60,7 @@ LINUX: dict[str, Any] = {
     # tcp_tlp, ``--tcp-tlp``): under load a Python shard reaches queued ACKs late
     # and the probe fires spuriously (test_native_server's echo of 300 flows).
     "tlp": True,
+    "zero_window_probe": "ack",
 }
 
 RFC: dict[str, Any] = {
@@ -69,6 +73,7 @@ RFC: dict[str, Any] = {
     "sack": True,
     "timestamps": True,
     "tlp": False,
+    "zero_window_probe": "byte",
 }
 
 PROFILES = {"linux": LINUX, "rfc": RFC}

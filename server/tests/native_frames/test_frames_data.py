@@ -166,8 +166,9 @@ def test_zero_window_from_the_peer_and_persist_probes() -> None:
     for delay in (1.0, 3.0, 7.0):  # probes back off: 1, 2, 4 s apart
         when, out = bench.next_timer()
         assert when == t0 + delay
-        assert [(flags(s), s.seq, data_of(s)) for s in out] == [("A", first, data[:1])]
-        assert peer.send("A", window=0) == []  # still closed; the probe byte not taken
+        # Linux's probe (tcp_xmit_probe_skb): a pure ACK at SND.UNA - 1, no data.
+        assert [(flags(s), s.seq, data_of(s)) for s in out] == [("A", seq_add(first, -1), b"")]
+        assert peer.send("A", window=0) == []  # still closed
     assert conn.tcp.state is State.ESTABLISHED and conn.tcp.stats.probes == 3
     # The window opens: everything goes out from the first unacknowledged byte.
     out = peer.see(peer.send("A", window=100))  # 100 << 7
@@ -461,7 +462,8 @@ def test_rto_follows_the_measured_rtt() -> None:
     bench.close()
 
 
-def test_persist_probe_byte_accepted_moves_on_to_the_next(bench: Bench) -> None:
+def test_persist_probe_byte_accepted_moves_on_to_the_next() -> None:
+    bench = Bench(TcpConfig(zero_window_probe="byte"))  # RFC 9293's probe, not Linux's
     peer, conn = bench.established()
     peer.send("A", window=0)
     app_send(bench, conn, b"abc")
