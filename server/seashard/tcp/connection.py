@@ -36,8 +36,10 @@ What is implemented (RFC numbers are the references the code follows):
   RFC 6675 recovery (IsLost, pipe, NextSeg rule 1) with PRR-SSRB (RFC 6937) for
   the amount sent, and after a timeout go-back-N that skips SACKed data.
 * Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (off
-  by default, see ``profile.py``).  RACK's time-based loss detection is not
-  implemented.
+  by default, see ``profile.py``).  RACK's time-based loss detection (RFC 8985
+  6, ``rack.py``, ``rack``): per-segment send times, the reordering window
+  min_RTT/4 bounded by SRTT, the reorder timer; what it marks lost goes through
+  the same RFC 6675/PRR recovery.
 * Congestion control behind ``cc/`` (CUBIC by default, NewReno selectable).
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
@@ -109,6 +111,7 @@ from .buffers import RecvBuffer, SendBuffer
 from .congestion import NewReno
 from .listener import rst_for
 from .profile import AUTO, LINUX, PROFILES
+from .rack import Rack
 from .reassembly import Reassembler, ReassemblyBudget
 from .rtt import RttEstimator
 from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
@@ -220,6 +223,7 @@ class TcpConfig:
     sack: bool = LINUX["sack"]  # offer/accept SACK-permitted (RFC 2018)
     timestamps: bool = LINUX["timestamps"]  # offer/accept TSopt (RFC 7323)
     tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7), SACK connections only
+    rack: bool = LINUX["rack"]  # RACK time-based loss detection (RFC 8985 6), SACK only
     # Zero-window probe: "ack" (Linux tcp_xmit_probe_skb: a pure ACK at SND.UNA - 1,
     # which the peer must answer with an ACK) or "byte" (one byte of new data, RFC 9293).
     zero_window_probe: str = LINUX["zero_window_probe"]
@@ -348,6 +352,8 @@ class Connection:
         self._board = Scoreboard()
         self._srec: SackRecovery | None = None
         self._tlp_deadline: float | None = None
+        self._rack = Rack() if cfg.rack else None
+        self._rack_deadline: float | None = None  # RACK's reorder timer
         self._tlp_out: int | None = None  # end of an outstanding TLP (one per tail)
         self._sack_dups = 0  # RFC 6675 DupAcks
         # Linux's pingpong (interactive) mode: we answered within the ATO of the last
@@ -714,6 +720,7 @@ class Connection:
         for d in (
             self._rtx_deadline,
             self._tlp_deadline,
+            self._rack_deadline,
             self._persist_deadline,
             self._delack_deadline,
             self._ka_deadline,
@@ -742,6 +749,8 @@ class Connection:
             self._on_rto(now)
             if self.state is State.CLOSED:
                 return
+        if self._rack_deadline is not None and now >= self._rack_deadline:
+            self._on_rack_timer(now)
         if self._tlp_deadline is not None and now >= self._tlp_deadline:
             self._on_tlp(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
@@ -1064,6 +1073,7 @@ class Connection:
         if ack == self.snd_max and self._probe_end is None:
             self._rtx_deadline = None  # RFC 6298 5.2
             self._tlp_deadline = None
+            self._rack_deadline = None
         elif restart or self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
             self._arm_tlp(now)
@@ -1092,6 +1102,8 @@ class Connection:
                 self.stats.dsacks_received += 1
         delivered = acked + newly
         mss = self.mss
+        if self._rack is not None:
+            self._rack_update(now)
         srec = self._srec
         if srec is not None:
             if seq_ge(una, srec.recover):
@@ -1108,9 +1120,54 @@ class Connection:
             self._sack_dups += 1  # RFC 6675: a duplicate ACK carries new SACK information
         if not board:
             return
-        lost = seq_gt(board.lost_boundary(una, mss), una)
+        lost = seq_gt(self._lost_to(), una)
         if (lost or self._sack_dups >= DUPTHRESH) and seq_ge(una, self._cc.recover):
             self._enter_sack_recovery(delivered, now)
+
+    def _lost_to(self) -> int:
+        """Below this seq every unSACKed byte is lost: RFC 6675's IsLost, or RACK's."""
+        una = self.snd_una
+        lost = self._board.lost_boundary(una, self.mss)
+        rack = self._rack
+        if rack is not None and rack.lost_to is not None and seq_gt(rack.lost_to, lost):
+            return rack.lost_to
+        return lost
+
+    def _rack_update(self, now: float) -> None:
+        """RFC 8985 6.2 on an ACK: RACK from what it delivered, then loss detection
+        and the reorder timer."""
+        rack = self._rack
+        assert rack is not None
+        una = self.snd_una
+        rack.on_ack(una, self._board, now)
+        self._rack_detect(now)
+
+    def _rack_detect(self, now: float) -> None:
+        rack = self._rack
+        assert rack is not None
+        sacked_segs = self._board.sacked // self.mss
+        rtt = self._rtt
+        wnd = rack.reo_wnd(rtt.min_rtt, rtt.srtt, self._srec is not None, sacked_segs, DUPTHRESH)
+        timeout = rack.detect(self.snd_una, now, wnd)
+        self._rack_deadline = None if timeout is None else now + timeout
+
+    def _on_rack_timer(self, now: float) -> None:
+        """RFC 8985 6.3: the reorder timer fired: detect again, and start (or go on
+        with) recovery for what is lost now."""
+        self._rack_deadline = None
+        if self._rack is None or self.state not in _SENDING or self.snd_una == self.snd_max:
+            return
+        self._rack_detect(now)
+        una = self.snd_una
+        if not seq_gt(self._lost_to(), una):
+            return
+        srec = self._srec
+        if srec is None:
+            if seq_ge(una, self._cc.recover):
+                self._enter_sack_recovery(0, now)
+        else:
+            srec.prr(0, self._pipe(), self.mss)
+            self._ctl.cwnd = max(self._pipe() + srec.quota, self.mss)
 
     def _enter_sack_recovery(self, delivered: int, now: float) -> None:
         ctl = self._ctl
@@ -1133,7 +1190,7 @@ class Connection:
         board = self._board
         una = self.snd_una
         total = seq_diff(self.snd_max, una) - board.sacked
-        lost_to = board.lost_boundary(una, self.mss)
+        lost_to = self._lost_to()
         high_rxt = self._srec.high_rxt if self._srec is not None else una
         if seq_lt(high_rxt, una):
             high_rxt = una
@@ -1149,9 +1206,8 @@ class Connection:
             return
         board = self._board
         una = self.snd_una
-        mss = self.mss
         while srec.quota > 0:
-            lost_to = board.lost_boundary(una, mss)
+            lost_to = self._lost_to()
             start = srec.high_rxt if seq_gt(srec.high_rxt, una) else una
             hole = None
             for a, b in board.holes(una, board.high(una)):
@@ -1458,12 +1514,17 @@ class Connection:
         n = len(payload)
         end = seq_add(seq, n + (1 if flags & _FIN else 0))
         stats = self.stats
+        rack = self._rack
         if seq_lt(seq, self.snd_max):
             stats.retransmits += 1
             stats.bytes_retransmitted += n
             self._rtt_seq = None  # Karn's rule
+            if rack is not None:
+                rack.retransmitted(seq, end, now, self.snd_una)
         else:
             stats.bytes_out += n
+            if rack is not None and self.sack_ok and n:
+                rack.sent(seq, end, now)
             self._last_seg_start = seq
             if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
                 self._pingpong = True  # Linux tcp_event_data_sent
@@ -1764,6 +1825,9 @@ class Connection:
         self._srec = None
         self._tlp_out = None
         self._sack_dups = 0
+        self._rack_deadline = None
+        if self._rack is not None:
+            self._rack.clear()  # after a timeout everything is resent (go-back-N)
         self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1, now=now)
         self._rtt.backoff()
         self._rtt_seq = None
@@ -1858,6 +1922,7 @@ class Connection:
     def _stop_timers(self) -> None:
         self._rtx_deadline = None
         self._tlp_deadline = None
+        self._rack_deadline = None
         self._persist_deadline = None
         self._delack_deadline = None
         self._ka_deadline = None
@@ -1875,3 +1940,5 @@ class Connection:
         self._rsack.clear()
         self._srec = None
         self._probe_end = None
+        if self._rack is not None:
+            self._rack.clear()

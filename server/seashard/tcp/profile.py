@@ -35,7 +35,8 @@ tlp                    on (tcp_early_retrans=3);        off
 zero-window probe      a pure ACK, SEG.SEQ = SND.UNA-1  one byte of new data
                        (tcp_xmit_probe_skb), RTO-based  (RFC 9293 3.8.6.1)
                        backoff
-rack                   Linux: on; not implemented here  -
+rack                   on (tcp_recovery=1): reo_wnd     off
+                       min_RTT/4, at most SRTT
 =====================  ===============================  ===============================
 """
 
@@ -61,6 +62,7 @@ LINUX: dict[str, Any] = {
     # and the probe fires spuriously (test_native_server's echo of 300 flows).
     "tlp": True,
     "zero_window_probe": "ack",
+    "rack": True,
 }
 
 RFC: dict[str, Any] = {
@@ -74,6 +76,7 @@ RFC: dict[str, Any] = {
     "timestamps": True,
     "tlp": False,
     "zero_window_probe": "byte",
+    "rack": False,
 }
 
 PROFILES = {"linux": LINUX, "rfc": RFC}
