@@ -1149,7 +1149,8 @@ class Connection:
         rtt = self._rtt
         wnd = rack.reo_wnd(rtt.min_rtt, rtt.srtt, self._srec is not None, sacked_segs, DUPTHRESH)
         timeout = rack.detect(self.snd_una, now, wnd)
-        self._rack_deadline = None if timeout is None else now + timeout
+        # Linux arms the reorder timer TCP_TIMEOUT_MIN (2 jiffies) late (tcp_rack_mark_lost).
+        self._rack_deadline = None if timeout is None else now + timeout + TLP_MIN
 
     def _on_rack_timer(self, now: float) -> None:
         """RFC 8985 6.3: the reorder timer fired: detect again, and start (or go on
