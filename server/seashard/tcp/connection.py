@@ -35,7 +35,7 @@ What is implemented (RFC numbers are the references the code follows):
   (RFC 2883) for duplicates (``sack.ReceiverSack``); the sender's scoreboard,
   RFC 6675 recovery (IsLost, pipe, NextSeg rule 1) with PRR-SSRB (RFC 6937) for
   the amount sent, and after a timeout go-back-N that skips SACKed data.
-* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (off
+* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (on
   by default, see ``profile.py``).  RACK's time-based loss detection (RFC 8985
   6, ``rack.py``, ``rack``): per-segment send times, the reordering window
   min_RTT/4 bounded by SRTT, the reorder timer; what it marks lost goes through

@@ -475,3 +475,33 @@ def test_persist_probe_byte_accepted_moves_on_to_the_next() -> None:
     assert [(s.seq, data_of(s)) for s in out] == [(seq_add(first, 1), b"b")]
     out = peer.see(peer.send("A", ack=seq_add(first, 2), window=10))
     assert [(s.seq, data_of(s)) for s in out] == [(seq_add(first, 2), b"c")]
+
+
+# ---------------------------------------------------------- loss timers vs queued ACKs
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_loss_timer_takes_in_queued_acks_first(drain: bool) -> None:
+    """A busy shard reaches due timers before the frames still queued on its device:
+    the layer drains the device first, so an ACK waiting there cancels the
+    retransmission (the same holds for TLP and RACK's timer)."""
+    bench = Bench(TcpConfig(mss=1460))
+    peer, conn = bench.established()
+    data = payload_bytes(1000)
+    app_send(bench, conn, data)
+    peer.see(bench.take_tcp())
+    queued = peer.frame("A", ack=peer.rcv_nxt)  # arrived, not yet read
+    drained: list[int] = []
+
+    def drain_device() -> None:
+        drained.append(1)
+        bench.inject(queued)
+
+    if drain:
+        bench.layer.drain = drain_device
+    _, out = bench.next_timer()
+    if drain:
+        assert drained and out == []  # the ACK was seen: nothing to retransmit
+        assert conn.tcp.all_sent_acked and conn.tcp.stats.retransmits == 0
+    else:
+        assert [data_of(s) for s in out] == [data]  # without it: a spurious resend
