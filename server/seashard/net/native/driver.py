@@ -39,6 +39,7 @@ class Driver:
         self.device_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
+        self._failed = False  # a device error: never read it again
 
     def now(self) -> float:
         return self.loop.time()
@@ -79,7 +80,7 @@ class Driver:
     def drain(self, batches: int = 16) -> None:
         """Deliver what is waiting now (at most ``batches`` batches): the TCP layer
         calls it before a loss timer, so queued ACKs are seen first."""
-        if not self._reading:
+        if self._failed:
             return
         for _ in range(batches):
             try:
@@ -96,6 +97,7 @@ class Driver:
             self._device_error(exc)
 
     def _device_error(self, exc: OSError) -> None:
+        self._failed = True
         if self._reading:
             self.device_errors += 1
             log.error("device %s: %s; no longer reading it", self.device.name, exc)
