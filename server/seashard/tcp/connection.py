@@ -103,6 +103,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -352,6 +353,8 @@ class Connection:
         self._board = Scoreboard()
         self._srec: SackRecovery | None = None
         self._tlp_deadline: float | None = None
+        self._push_marks: deque[int] = deque()  # seqs ending a segment with PSH (forced push)
+        self._pushed_seq: int | None = None  # Linux tp->pushed_seq
         self._rack = Rack() if cfg.rack else None
         self._rack_deadline: float | None = None  # RACK's reorder timer
         self._tlp_out: int | None = None  # end of an outstanding TLP (one per tail)
@@ -607,9 +610,32 @@ class Connection:
         if self._fin_queued or self.state not in _WRITABLE:
             raise TcpStateError(self.error or "connection closing")
         n = self._sbuf.write(data)
+        if n:
+            self._mark_pushes(n)
         if n and self.state in _SENDING:
             self._output(now)
         return n
+
+    def _mark_pushes(self, n: int) -> None:
+        """Linux tcp_sendmsg's forced_push: the write is cut into buffers of
+        size_goal (the MSS times what fits in half the peer's largest window); a
+        full buffer that brings more than half that window unpushed gets PSH
+        (tcp_mark_push).  The write's last byte always does (tcp_push)."""
+        end = seq_add(self._sbuf_seq, len(self._sbuf))
+        start = seq_add(end, -n)
+        half = self.max_snd_wnd >> 1
+        mss = self.mss
+        if half > 0 and n > mss:
+            pushed = self._pushed_seq if self._pushed_seq is not None else start
+            goal = max(mss, half // mss * mss) if self.max_snd_wnd > DEFAULT_MSS else mss
+            pos = goal
+            while pos < n:
+                at = seq_add(start, pos)
+                if seq_diff(at, pushed) > half:
+                    self._push_marks.append(at)
+                    pushed = at
+                pos += goal
+        self._pushed_seq = end
 
     def recv(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
         """Take up to ``max_bytes`` (all, when None) in-order received bytes.
@@ -918,7 +944,9 @@ class Connection:
                 self.snd_wnd = wnd
                 self.snd_wl1 = seq
                 self.snd_wl2 = ack
-                self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+                # Linux's max_window starts from the handshake's ACK (the child
+                # socket is made from it, tcp_create_openreq_child), not the SYN.
+                self.max_snd_wnd = wnd
                 self._ack_advance(ack, now)
                 self._establish(now)
             else:
@@ -1469,6 +1497,13 @@ class Connection:
                     if nagle:
                         break
                 flags = _ACK
+                marks = self._push_marks
+                if marks:
+                    while marks and seq_le(marks[0], self.snd_nxt):
+                        marks.popleft()
+                    if marks and seq_diff(marks[0], self.snd_nxt) <= n:
+                        n = seq_diff(marks.popleft(), self.snd_nxt)
+                        flags |= _PSH  # a forced push (_mark_pushes)
                 if n == avail:
                     flags |= _PSH
                     if self._fin_queued:
@@ -1939,6 +1974,7 @@ class Connection:
         self._reasm.clear()
         self._board.clear()
         self._rsack.clear()
+        self._push_marks.clear()
         self._srec = None
         self._probe_end = None
         if self._rack is not None:

@@ -34,6 +34,10 @@ tlp                    on (tcp_early_retrans=3), the    off
 zero-window probe      a pure ACK, SEG.SEQ = SND.UNA-1  one byte of new data
                        (tcp_xmit_probe_skb), RTO-based  (RFC 9293 3.8.6.1)
                        backoff
+PSH                    the end of each write, and a     same
+                       full MSS-multiple buffer once
+                       more than half the peer's max
+                       window is unpushed (forced_push)
 rack                   on (tcp_recovery=1): reo_wnd     off
                        min_RTT/4, at most SRTT
 =====================  ===============================  ===============================
