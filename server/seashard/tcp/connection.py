@@ -866,6 +866,11 @@ class Connection:
                 seq = seq_add(seq, 1)
                 flags &= ~_SYN
                 wnd = seg.window
+                # Its SYN is a duplicate of the one taken: Linux (tcp_data_queue, an
+                # old segment) ACKs at once with a D-SACK of it (RFC 2883).
+                if self.sack_ok:
+                    self._rsack.dsack = (self._rcv_off - 1, self._rcv_off)
+                self._ack_now = True
             else:
                 # RFC 5961 4.2: any SYN in a synchronized state, whatever its sequence number.
                 self._challenge_ack(now)
