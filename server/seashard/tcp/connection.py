@@ -44,6 +44,9 @@ What is implemented (RFC numbers are the references the code follows):
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
 * Sender SWS avoidance; Nagle optional (off by default, i.e. TCP_NODELAY).
+  PSH on the last segment of a write and, as Linux's forced push, where a
+  write's MSS-sized buffers leave more than half the peer's largest window
+  unpushed (``_mark_pushes``).
 * RFC 6298 retransmission timer with Karn's rule, exponential backoff and a
   retry limit; SYN retries; go-back-N after a timeout; RTO reset to 3 s after
   a handshake that needed retransmission (RFC 6298 5.7).
@@ -58,6 +61,8 @@ What is implemented (RFC numbers are the references the code follows):
   ``zero_window_probe="byte"`` one byte of new data; exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
+* Simultaneous open: the SYN-ACK repeats our SYN's options; the peer's SYN-ACK
+  (a duplicate of its SYN) is ACKed at once with a D-SACK of the SYN (Linux).
 * Passive open from a SYN cookie (``from_cookie``, see ``syncookies.py``).
 * Orphans (``orphan()``: the application closed and reads no more, Linux's
   SOCK_DEAD): a FIN-WAIT-2 timeout, and at most ``orphan_retries``
