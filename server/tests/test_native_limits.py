@@ -73,3 +73,10 @@ def test_bad_values_are_one_line_and_exit_2(args: list[str], needle: str) -> Non
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_tlp_option_defaults_to_the_profile() -> None:
+    parse = build_parser().parse_args
+    assert from_args(parse(["serve"])).tcp_tlp is None  # the profile's: on for linux
+    assert from_args(parse(["serve", "--no-tcp-tlp"])).tcp_tlp is False
+    assert from_args(parse(["serve", "--tcp-tlp"])).tcp_tlp is True

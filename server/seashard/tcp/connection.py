@@ -35,13 +35,18 @@ What is implemented (RFC numbers are the references the code follows):
   (RFC 2883) for duplicates (``sack.ReceiverSack``); the sender's scoreboard,
   RFC 6675 recovery (IsLost, pipe, NextSeg rule 1) with PRR-SSRB (RFC 6937) for
   the amount sent, and after a timeout go-back-N that skips SACKed data.
-* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (off
-  by default, see ``profile.py``).  RACK's time-based loss detection is not
-  implemented.
+* Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (on
+  by default, see ``profile.py``).  RACK's time-based loss detection (RFC 8985
+  6, ``rack.py``, ``rack``): per-segment send times, the reordering window
+  min_RTT/4 bounded by SRTT, the reorder timer; what it marks lost goes through
+  the same RFC 6675/PRR recovery.
 * Congestion control behind ``cc/`` (CUBIC by default, NewReno selectable).
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
 * Sender SWS avoidance; Nagle optional (off by default, i.e. TCP_NODELAY).
+  PSH on the last segment of a write and, as Linux's forced push, where a
+  write's MSS-sized buffers leave more than half the peer's largest window
+  unpushed (``_mark_pushes``).
 * RFC 6298 retransmission timer with Karn's rule, exponential backoff and a
   retry limit; SYN retries; go-back-N after a timeout; RTO reset to 3 s after
   a handshake that needed retransmission (RFC 6298 5.7).
@@ -52,9 +57,12 @@ What is implemented (RFC numbers are the references the code follows):
   bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
   window and for FIN).  Linux's values are named in ``profile.py``.
-* Zero-window probing (one byte of new data, exponential backoff, probing goes
+* Zero-window probing (Linux's pure ACK at SND.UNA - 1, or with
+  ``zero_window_probe="byte"`` one byte of new data; exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
   2*MSL TIME-WAIT, optional FIN-WAIT-2 timeout.
+* Simultaneous open: the SYN-ACK repeats our SYN's options; the peer's SYN-ACK
+  (a duplicate of its SYN) is ACKed at once with a D-SACK of the SYN (Linux).
 * Passive open from a SYN cookie (``from_cookie``, see ``syncookies.py``).
 * Orphans (``orphan()``: the application closed and reads no more, Linux's
   SOCK_DEAD): a FIN-WAIT-2 timeout, and at most ``orphan_retries``
@@ -100,6 +108,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -108,6 +117,7 @@ from .buffers import RecvBuffer, SendBuffer
 from .congestion import NewReno
 from .listener import rst_for
 from .profile import AUTO, LINUX, PROFILES
+from .rack import Rack
 from .reassembly import Reassembler, ReassemblyBudget
 from .rtt import RttEstimator
 from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
@@ -219,6 +229,10 @@ class TcpConfig:
     sack: bool = LINUX["sack"]  # offer/accept SACK-permitted (RFC 2018)
     timestamps: bool = LINUX["timestamps"]  # offer/accept TSopt (RFC 7323)
     tlp: bool = LINUX["tlp"]  # tail loss probes (RFC 8985 7), SACK connections only
+    rack: bool = LINUX["rack"]  # RACK time-based loss detection (RFC 8985 6), SACK only
+    # Zero-window probe: "ack" (Linux tcp_xmit_probe_skb: a pure ACK at SND.UNA - 1,
+    # which the peer must answer with an ACK) or "byte" (one byte of new data, RFC 9293).
+    zero_window_probe: str = LINUX["zero_window_probe"]
     keepalive_idle: float | None = None  # None: no keepalive
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
@@ -254,6 +268,8 @@ class TcpConfig:
             raise ValueError("recv_buffer above 2**30 cannot be advertised")
         if not 0 < self.rto_min <= self.rto_max:
             raise ValueError("need 0 < rto_min <= rto_max")
+        if self.zero_window_probe not in ("ack", "byte"):
+            raise ValueError(f"zero_window_probe {self.zero_window_probe!r}: 'ack' or 'byte'")
 
 
 @dataclass(slots=True)
@@ -342,6 +358,10 @@ class Connection:
         self._board = Scoreboard()
         self._srec: SackRecovery | None = None
         self._tlp_deadline: float | None = None
+        self._push_marks: deque[int] = deque()  # seqs ending a segment with PSH (forced push)
+        self._pushed_seq: int | None = None  # Linux tp->pushed_seq
+        self._rack = Rack() if cfg.rack else None
+        self._rack_deadline: float | None = None  # RACK's reorder timer
         self._tlp_out: int | None = None  # end of an outstanding TLP (one per tail)
         self._sack_dups = 0  # RFC 6675 DupAcks
         # Linux's pingpong (interactive) mode: we answered within the ATO of the last
@@ -595,9 +615,32 @@ class Connection:
         if self._fin_queued or self.state not in _WRITABLE:
             raise TcpStateError(self.error or "connection closing")
         n = self._sbuf.write(data)
+        if n:
+            self._mark_pushes(n)
         if n and self.state in _SENDING:
             self._output(now)
         return n
+
+    def _mark_pushes(self, n: int) -> None:
+        """Linux tcp_sendmsg's forced_push: the write is cut into buffers of
+        size_goal (the MSS times what fits in half the peer's largest window); a
+        full buffer that brings more than half that window unpushed gets PSH
+        (tcp_mark_push).  The write's last byte always does (tcp_push)."""
+        end = seq_add(self._sbuf_seq, len(self._sbuf))
+        start = seq_add(end, -n)
+        half = self.max_snd_wnd >> 1
+        mss = self.mss
+        if half > 0 and n > mss:
+            pushed = self._pushed_seq if self._pushed_seq is not None else start
+            goal = max(mss, half // mss * mss) if self.max_snd_wnd > DEFAULT_MSS else mss
+            pos = goal
+            while pos < n:
+                at = seq_add(start, pos)
+                if seq_diff(at, pushed) > half:
+                    self._push_marks.append(at)
+                    pushed = at
+                pos += goal
+        self._pushed_seq = end
 
     def recv(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
         """Take up to ``max_bytes`` (all, when None) in-order received bytes.
@@ -708,6 +751,7 @@ class Connection:
         for d in (
             self._rtx_deadline,
             self._tlp_deadline,
+            self._rack_deadline,
             self._persist_deadline,
             self._delack_deadline,
             self._ka_deadline,
@@ -736,6 +780,8 @@ class Connection:
             self._on_rto(now)
             if self.state is State.CLOSED:
                 return
+        if self._rack_deadline is not None and now >= self._rack_deadline:
+            self._on_rack_timer(now)
         if self._tlp_deadline is not None and now >= self._tlp_deadline:
             self._on_tlp(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
@@ -825,6 +871,11 @@ class Connection:
                 seq = seq_add(seq, 1)
                 flags &= ~_SYN
                 wnd = seg.window
+                # Its SYN is a duplicate of the one taken: Linux (tcp_data_queue, an
+                # old segment) ACKs at once with a D-SACK of it (RFC 2883).
+                if self.sack_ok:
+                    self._rsack.dsack = (self._rcv_off - 1, self._rcv_off)
+                self._ack_now = True
             else:
                 # RFC 5961 4.2: any SYN in a synchronized state, whatever its sequence number.
                 self._challenge_ack(now)
@@ -903,7 +954,9 @@ class Connection:
                 self.snd_wnd = wnd
                 self.snd_wl1 = seq
                 self.snd_wl2 = ack
-                self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+                # Linux's max_window starts from the handshake's ACK (the child
+                # socket is made from it, tcp_create_openreq_child), not the SYN.
+                self.max_snd_wnd = wnd
                 self._ack_advance(ack, now)
                 self._establish(now)
             else:
@@ -1058,6 +1111,7 @@ class Connection:
         if ack == self.snd_max and self._probe_end is None:
             self._rtx_deadline = None  # RFC 6298 5.2
             self._tlp_deadline = None
+            self._rack_deadline = None
         elif restart or self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
             self._arm_tlp(now)
@@ -1086,6 +1140,8 @@ class Connection:
                 self.stats.dsacks_received += 1
         delivered = acked + newly
         mss = self.mss
+        if self._rack is not None:
+            self._rack_update(now)
         srec = self._srec
         if srec is not None:
             if seq_ge(una, srec.recover):
@@ -1102,9 +1158,55 @@ class Connection:
             self._sack_dups += 1  # RFC 6675: a duplicate ACK carries new SACK information
         if not board:
             return
-        lost = seq_gt(board.lost_boundary(una, mss), una)
+        lost = seq_gt(self._lost_to(), una)
         if (lost or self._sack_dups >= DUPTHRESH) and seq_ge(una, self._cc.recover):
             self._enter_sack_recovery(delivered, now)
+
+    def _lost_to(self) -> int:
+        """Below this seq every unSACKed byte is lost: RFC 6675's IsLost, or RACK's."""
+        una = self.snd_una
+        lost = self._board.lost_boundary(una, self.mss)
+        rack = self._rack
+        if rack is not None and rack.lost_to is not None and seq_gt(rack.lost_to, lost):
+            return rack.lost_to
+        return lost
+
+    def _rack_update(self, now: float) -> None:
+        """RFC 8985 6.2 on an ACK: RACK from what it delivered, then loss detection
+        and the reorder timer."""
+        rack = self._rack
+        assert rack is not None
+        una = self.snd_una
+        rack.on_ack(una, self._board, now)
+        self._rack_detect(now)
+
+    def _rack_detect(self, now: float) -> None:
+        rack = self._rack
+        assert rack is not None
+        sacked_segs = self._board.sacked // self.mss
+        rtt = self._rtt
+        wnd = rack.reo_wnd(rtt.min_rtt, rtt.srtt, self._srec is not None, sacked_segs, DUPTHRESH)
+        timeout = rack.detect(self.snd_una, now, wnd)
+        # Linux arms the reorder timer TCP_TIMEOUT_MIN (2 jiffies) late (tcp_rack_mark_lost).
+        self._rack_deadline = None if timeout is None else now + timeout + TLP_MIN
+
+    def _on_rack_timer(self, now: float) -> None:
+        """RFC 8985 6.3: the reorder timer fired: detect again, and start (or go on
+        with) recovery for what is lost now."""
+        self._rack_deadline = None
+        if self._rack is None or self.state not in _SENDING or self.snd_una == self.snd_max:
+            return
+        self._rack_detect(now)
+        una = self.snd_una
+        if not seq_gt(self._lost_to(), una):
+            return
+        srec = self._srec
+        if srec is None:
+            if seq_ge(una, self._cc.recover):
+                self._enter_sack_recovery(0, now)
+        else:
+            srec.prr(0, self._pipe(), self.mss)
+            self._ctl.cwnd = max(self._pipe() + srec.quota, self.mss)
 
     def _enter_sack_recovery(self, delivered: int, now: float) -> None:
         ctl = self._ctl
@@ -1127,7 +1229,7 @@ class Connection:
         board = self._board
         una = self.snd_una
         total = seq_diff(self.snd_max, una) - board.sacked
-        lost_to = board.lost_boundary(una, self.mss)
+        lost_to = self._lost_to()
         high_rxt = self._srec.high_rxt if self._srec is not None else una
         if seq_lt(high_rxt, una):
             high_rxt = una
@@ -1143,9 +1245,8 @@ class Connection:
             return
         board = self._board
         una = self.snd_una
-        mss = self.mss
         while srec.quota > 0:
-            lost_to = board.lost_boundary(una, mss)
+            lost_to = self._lost_to()
             start = srec.high_rxt if seq_gt(srec.high_rxt, una) else una
             hole = None
             for a, b in board.holes(una, board.high(una)):
@@ -1406,6 +1507,13 @@ class Connection:
                     if nagle:
                         break
                 flags = _ACK
+                marks = self._push_marks
+                if marks:
+                    while marks and seq_le(marks[0], self.snd_nxt):
+                        marks.popleft()
+                    if marks and seq_diff(marks[0], self.snd_nxt) <= n:
+                        n = seq_diff(marks.popleft(), self.snd_nxt)
+                        flags |= _PSH  # a forced push (_mark_pushes)
                 if n == avail:
                     flags |= _PSH
                     if self._fin_queued:
@@ -1452,12 +1560,17 @@ class Connection:
         n = len(payload)
         end = seq_add(seq, n + (1 if flags & _FIN else 0))
         stats = self.stats
+        rack = self._rack
         if seq_lt(seq, self.snd_max):
             stats.retransmits += 1
             stats.bytes_retransmitted += n
             self._rtt_seq = None  # Karn's rule
+            if rack is not None:
+                rack.retransmitted(seq, end, now, self.snd_una)
         else:
             stats.bytes_out += n
+            if rack is not None and self.sack_ok and n:
+                rack.sent(seq, end, now)
             self._last_seg_start = seq
             if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
                 self._pingpong = True  # Linux tcp_event_data_sent
@@ -1758,6 +1871,9 @@ class Connection:
         self._srec = None
         self._tlp_out = None
         self._sack_dups = 0
+        self._rack_deadline = None
+        if self._rack is not None:
+            self._rack.clear()  # after a timeout everything is resent (go-back-N)
         self._cc.on_timeout(flight, self.snd_max, repeated=self._retries > 1, now=now)
         self._rtt.backoff()
         self._rtt_seq = None
@@ -1792,10 +1908,15 @@ class Connection:
             # tcp_probe_timer gives up on it after tcp_orphan_retries backed-off probes.
             self._give_up_orphan(now)
             return
-        # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
-        seq = self.snd_nxt
-        self._emit(seq, _ACK, self._sbuf.peek(off, 1))
-        self._probe_end = seq_add(seq, 1)
+        if self.config.zero_window_probe == "ack":
+            # Linux (tcp_write_wakeup -> tcp_xmit_probe_skb): an old sequence number,
+            # no data; the peer answers with an ACK carrying its window.
+            self._emit(seq_add(self.snd_una, -1), _ACK)
+        else:
+            # One byte of new data beyond the closed window (RFC 9293 3.8.6.1).
+            seq = self.snd_nxt
+            self._emit(seq, _ACK, self._sbuf.peek(off, 1))
+            self._probe_end = seq_add(seq, 1)
         self._last_send = now
         self.stats.probes += 1
         self._probes_unanswered += 1
@@ -1847,6 +1968,7 @@ class Connection:
     def _stop_timers(self) -> None:
         self._rtx_deadline = None
         self._tlp_deadline = None
+        self._rack_deadline = None
         self._persist_deadline = None
         self._delack_deadline = None
         self._ka_deadline = None
@@ -1862,5 +1984,8 @@ class Connection:
         self._reasm.clear()
         self._board.clear()
         self._rsack.clear()
+        self._push_marks.clear()
         self._srec = None
         self._probe_end = None
+        if self._rack is not None:
+            self._rack.clear()

@@ -29,10 +29,17 @@ SYN options            mss, sackOK+TS (12 bytes),       same layout
 cc                     "cubic" (RFC 9438, beta 0.7,     "newreno" (RFC 5681/6582)
                        C 0.4, fast convergence) + PRR
 sack, timestamps       on (tcp_sack=1, tcp_timestamps=1) on
-tlp                    on (tcp_early_retrans=3);        off
-                       the native server: off unless
-                       --tcp-tlp (see LINUX)
-rack                   Linux: on; not implemented here  -
+tlp                    on (tcp_early_retrans=3), the    off
+                       native server too (--no-tcp-tlp)
+zero-window probe      a pure ACK, SEG.SEQ = SND.UNA-1  one byte of new data
+                       (tcp_xmit_probe_skb), RTO-based  (RFC 9293 3.8.6.1)
+                       backoff
+PSH                    the end of each write, and a     same
+                       full MSS-multiple buffer once
+                       more than half the peer's max
+                       window is unpushed (forced_push)
+rack                   on (tcp_recovery=1): reo_wnd     off
+                       min_RTT/4, at most SRTT
 =====================  ===============================  ===============================
 """
 
@@ -53,10 +60,12 @@ LINUX: dict[str, Any] = {
     "cc": "cubic",
     "sack": True,
     "timestamps": True,
-    # On, as Linux; but the native *server* turns it off by default (NativeLimits
-    # tcp_tlp, ``--tcp-tlp``): under load a Python shard reaches queued ACKs late
-    # and the probe fires spuriously (test_native_server's echo of 300 flows).
+    # On, as Linux, in the native server too: its loss timers first take in the
+    # frames queued on the device (TcpLayer._on_timer), so a busy shard's probe
+    # does not beat an ACK that has already arrived.
     "tlp": True,
+    "zero_window_probe": "ack",
+    "rack": True,
 }
 
 RFC: dict[str, Any] = {
@@ -69,6 +78,8 @@ RFC: dict[str, Any] = {
     "sack": True,
     "timestamps": True,
     "tlp": False,
+    "zero_window_probe": "byte",
+    "rack": False,
 }
 
 PROFILES = {"linux": LINUX, "rfc": RFC}

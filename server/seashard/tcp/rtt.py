@@ -14,7 +14,7 @@ K = 4
 
 
 class RttEstimator:
-    __slots__ = ("srtt", "rttvar", "rto", "rto_min", "rto_max", "granularity", "samples")
+    __slots__ = ("srtt", "rttvar", "rto", "rto_min", "rto_max", "granularity", "samples", "min_rtt")
 
     def __init__(
         self,
@@ -30,11 +30,15 @@ class RttEstimator:
         self.granularity = granularity
         self.rto = min(max(rto_initial, rto_min), rto_max)
         self.samples = 0
+        # The smallest sample (RACK's min_RTT; Linux keeps a 5-minute windowed min).
+        self.min_rtt: float | None = None
 
     def sample(self, r: float) -> None:
         """Feed one round-trip measurement (seconds), RFC 6298 sections 2.2 and 2.3."""
         if r < 0:
             r = 0.0
+        if self.min_rtt is None or r < self.min_rtt:
+            self.min_rtt = r
         if self.srtt is None or self.rttvar is None:
             self.srtt = r
             self.rttvar = r / 2

@@ -72,3 +72,23 @@ def test_stop_cancels_timers() -> None:
         return len(dev.take_sent())
 
     assert asyncio.run(main()) == 1
+
+
+def test_drain_delivers_every_waiting_frame_in_bounded_batches() -> None:
+    def ping(dev: MemoryDevice, n: int) -> None:
+        for seq in range(n):
+            frame = Ether(dst=OUR_MAC, src=PEER_MAC) / IP(src=PEER_IP, dst=OUR_IP) / ICMP(seq=seq)
+            dev.inject(bytes(frame))
+
+    async def main() -> tuple[list[int], int]:
+        driver, iface, dev = make()
+        driver.batch = 2
+        iface.arp.learn(PEER_IP, PEER_MAC, driver.now())
+        ping(dev, 5)
+        driver.drain()  # 2 + 2 + 1: all of them, not one batch
+        first = [Ether(f)[ICMP].seq for f in dev.take_sent()]
+        ping(dev, 7)
+        driver.drain(batches=3)  # bounded: 3 batches of 2
+        return first, len(dev.take_sent())
+
+    assert asyncio.run(main()) == ([0, 1, 2, 3, 4], 6)

@@ -166,8 +166,9 @@ def test_zero_window_from_the_peer_and_persist_probes() -> None:
     for delay in (1.0, 3.0, 7.0):  # probes back off: 1, 2, 4 s apart
         when, out = bench.next_timer()
         assert when == t0 + delay
-        assert [(flags(s), s.seq, data_of(s)) for s in out] == [("A", first, data[:1])]
-        assert peer.send("A", window=0) == []  # still closed; the probe byte not taken
+        # Linux's probe (tcp_xmit_probe_skb): a pure ACK at SND.UNA - 1, no data.
+        assert [(flags(s), s.seq, data_of(s)) for s in out] == [("A", seq_add(first, -1), b"")]
+        assert peer.send("A", window=0) == []  # still closed
     assert conn.tcp.state is State.ESTABLISHED and conn.tcp.stats.probes == 3
     # The window opens: everything goes out from the first unacknowledged byte.
     out = peer.see(peer.send("A", window=100))  # 100 << 7
@@ -461,7 +462,8 @@ def test_rto_follows_the_measured_rtt() -> None:
     bench.close()
 
 
-def test_persist_probe_byte_accepted_moves_on_to_the_next(bench: Bench) -> None:
+def test_persist_probe_byte_accepted_moves_on_to_the_next() -> None:
+    bench = Bench(TcpConfig(zero_window_probe="byte"))  # RFC 9293's probe, not Linux's
     peer, conn = bench.established()
     peer.send("A", window=0)
     app_send(bench, conn, b"abc")
@@ -473,3 +475,33 @@ def test_persist_probe_byte_accepted_moves_on_to_the_next(bench: Bench) -> None:
     assert [(s.seq, data_of(s)) for s in out] == [(seq_add(first, 1), b"b")]
     out = peer.see(peer.send("A", ack=seq_add(first, 2), window=10))
     assert [(s.seq, data_of(s)) for s in out] == [(seq_add(first, 2), b"c")]
+
+
+# ---------------------------------------------------------- loss timers vs queued ACKs
+
+
+@pytest.mark.parametrize("drain", [True, False])
+def test_loss_timer_takes_in_queued_acks_first(drain: bool) -> None:
+    """A busy shard reaches due timers before the frames still queued on its device:
+    the layer drains the device first, so an ACK waiting there cancels the
+    retransmission (the same holds for TLP and RACK's timer)."""
+    bench = Bench(TcpConfig(mss=1460))
+    peer, conn = bench.established()
+    data = payload_bytes(1000)
+    app_send(bench, conn, data)
+    peer.see(bench.take_tcp())
+    queued = peer.frame("A", ack=peer.rcv_nxt)  # arrived, not yet read
+    drained: list[int] = []
+
+    def drain_device() -> None:
+        drained.append(1)
+        bench.inject(queued)
+
+    if drain:
+        bench.layer.drain = drain_device
+    _, out = bench.next_timer()
+    if drain:
+        assert drained and out == []  # the ACK was seen: nothing to retransmit
+        assert conn.tcp.all_sent_acked and conn.tcp.stats.retransmits == 0
+    else:
+        assert [data_of(s) for s in out] == [data]  # without it: a spurious resend

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from frames_helpers import OUR_IP, OUR_MAC, PEER_IP, PEER_MAC, PORT, Bench, Peer, flags, options
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
@@ -471,3 +472,18 @@ def test_max_connections_refuses_with_rst_and_counts_time_wait_does_not_count() 
         assert [flags(s) for s in bench.peer(sport=49004).syn()] == ["SA"]
     finally:
         bench.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "tlp", "rack"),
+    [
+        (NativeLimits(), True, True),  # Linux's: TLP and RACK on in the server
+        (NativeLimits(tcp_tlp=False), False, True),  # --no-tcp-tlp
+        (NativeLimits(tcp_profile="rfc"), False, False),
+    ],
+)
+def test_server_loss_detection_follows_the_profile(
+    limits: NativeLimits, tlp: bool, rack: bool
+) -> None:
+    bench = Bench(limits=limits)
+    assert (bench.layer.config.tlp, bench.layer.config.rack) == (tlp, rack)

@@ -262,7 +262,8 @@ def test_zero_window_persist_probes_with_backoff_and_resume():
         now = conn.next_deadline()
         conn.on_timer(now)
         probe = only(conn.segments_out())
-        assert probe.seq == ISS + 1001 and len(probe.payload) == 1  # one byte of new data
+        # Linux's probe (tcp_xmit_probe_skb): a pure ACK at SND.UNA - 1, no data.
+        assert probe.seq == ISS + 1000 and probe.payload == b"" and probe.flags == A
         probes.append(now)
         conn.on_segment(peer.ack(window=0), now)  # refused: still window 0
         assert conn.segments_out() == []
@@ -272,12 +273,14 @@ def test_zero_window_persist_probes_with_backoff_and_resume():
     # The peer opens its window: sending resumes at once, the probe timer stops.
     conn.on_segment(peer.ack(window=5000), now + 0.1)
     segs = conn.segments_out()
-    assert [len(s.payload) for s in segs] == [1460, 540]
+    # Linux's MSS-sized buffers (forced push, see test_linux): the rest of the first
+    # one, the second, the tail.
+    assert [len(s.payload) for s in segs] == [460, 1460, 80]
     assert segs[0].seq == ISS + 1001
 
 
 def test_zero_window_probe_byte_accepted():
-    cfg = config(rto_min=0.5, rto_initial=0.5)
+    cfg = config(rto_min=0.5, rto_initial=0.5, zero_window_probe="byte")  # RFC 9293's probe
     conn, peer = open_passive(cfg=cfg, peer=Peer(window=1000))
     conn.send(b"x" * 1500, 0.0)
     peer.absorb(conn.segments_out())

@@ -374,3 +374,28 @@ def test_pingpong_mode_delays_the_ack_of_a_reply_until_a_delayed_ack_fires():
     assert only(conn.segments_out()).ack == peer.nxt
     conn.on_segment(peer.data(b"req3"), 0.5)  # the delayed ACK fired: pingpong is over
     assert only(conn.segments_out()).ack == peer.nxt
+
+
+# ------------------------------------------------------------------ PSH
+
+
+def test_forced_push_on_a_window_limited_burst():
+    """Linux tcp_sendmsg's forced_push: buffers of size_goal (MSS times what fits in
+    half the peer's largest window); a full one that leaves more than half that
+    window unpushed gets PSH, and the write's end does."""
+    peer = Peer(mss=MSS, window=2048)
+    conn = Connection.accept(peer.syn(), ISS, 0.0, TcpConfig(wscale=None))
+    peer.absorb(conn.segments_out())
+    conn.on_segment(peer.ack(), 0.01)  # max window 2048 (from this ACK, as Linux)
+    conn.send(b"x" * 4000, 0.1)
+    segs = conn.segments_out()
+    assert [(len(s.payload), bool(s.flags & P)) for s in segs] == [(1000, False), (1000, True)]
+    conn.on_segment(peer.ack(ack=segs[-1].seq + 1000), 0.2)
+    segs = conn.segments_out()
+    assert [(len(s.payload), bool(s.flags & P)) for s in segs] == [(1000, False), (1000, True)]
+
+
+def test_no_forced_push_when_the_write_fits_in_half_the_window():
+    conn, peer = sack_conn()  # peer window 65535
+    segs = _send_window(conn, 4)
+    assert [bool(s.flags & P) for s in segs] == [False, False, False, True]

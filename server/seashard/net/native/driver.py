@@ -39,6 +39,7 @@ class Driver:
         self.device_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
+        self._failed = False  # a device error: never read it again
 
     def now(self) -> float:
         return self.loop.time()
@@ -76,10 +77,28 @@ class Driver:
             n += 1
         return n
 
+    def drain(self, batches: int = 16) -> None:
+        """Deliver what is waiting now (at most ``batches`` batches): the TCP layer
+        calls it before a loss timer, so queued ACKs are seen first."""
+        if self._failed:
+            return
+        for _ in range(batches):
+            try:
+                if self.pump() < self.batch:
+                    return
+            except OSError as exc:
+                self._device_error(exc)
+                return
+
     def _on_readable(self) -> None:
         try:
             self.pump()
         except OSError as exc:  # the device went away (deleted, namespace gone)
+            self._device_error(exc)
+
+    def _device_error(self, exc: OSError) -> None:
+        self._failed = True
+        if self._reading:
             self.device_errors += 1
             log.error("device %s: %s; no longer reading it", self.device.name, exc)
             fd = self.device.fileno()

@@ -25,7 +25,8 @@ arp_cache_entries      1024                     gc_thresh3=1024
 tcp_profile            linux                    Linux's TCP choices (tcp/profile.py);
                                                 "rfc": the strict RFC values
 tcp_cc                 the profile's (cubic)    net.ipv4.tcp_congestion_control
-tcp_tlp                off                      tcp_early_retrans=3 (TLP on)
+tcp_tlp                the profile's (on for    tcp_early_retrans=3 (TLP on)
+                       linux, off for rfc)
 =====================  =======================  ==================================
 
 What each does when it bites:
@@ -72,9 +73,10 @@ class NativeLimits:
     arp_cache_entries: int = 1024
     tcp_profile: str = "linux"  # TcpConfig.profile(): "linux" or "rfc"
     tcp_cc: str | None = None  # congestion control; None: the profile's
-    # Tail loss probes: off in the server until a shard reaches queued ACKs before
-    # its timers (a busy shard's probe is spurious); the sans-IO TCP's default is on.
-    tcp_tlp: bool = False
+    # Tail loss probes; None: the profile's (on for linux).  A loss timer first takes
+    # in the frames queued on the device (TcpLayer._on_timer), so a busy shard's
+    # probe is not spurious.
+    tcp_tlp: bool | None = None
 
     def __post_init__(self) -> None:
         if self.tcp_profile not in PROFILES:
@@ -185,9 +187,9 @@ def add_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--tcp-tlp",
-        action="store_true",
-        help="tail loss probes (RFC 8985) as Linux; off by default: a busy shard's probe "
-        "can be spurious",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tail loss probes (RFC 8985; default: the profile's, on for linux as Linux)",
     )
 
 

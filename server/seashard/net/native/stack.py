@@ -132,6 +132,7 @@ class NativeStack:
         self.driver = Driver(self.device, self.interface, self.loop) if self.device else None
         if self.driver is not None:
             self.driver.start()
+            self.tcp.drain = self.driver.drain
         shard.on(_ARP, self._on_arp)
         shard.on(_ARP_REPLY, self._on_arp_reply)
         shard.on(_SEGMENT, self._on_segment)

@@ -121,16 +121,19 @@ class TcpLayer:
         self.shards = shards
         self.limits = limits = limits or NativeLimits()
         # An explicit config (the frame-level tests') keeps its own SYN-ACK retries.
-        cc = {"cc": limits.tcp_cc} if limits.tcp_cc is not None else {}
+        cc: dict[str, Any] = {"cc": limits.tcp_cc} if limits.tcp_cc is not None else {}
+        if limits.tcp_tlp is not None:
+            cc["tlp"] = limits.tcp_tlp
         self.config = config or TcpConfig.profile(
             limits.tcp_profile,
             mss=interface.config.mtu - 40,
             synack_retries=limits.synack_retries,
-            tlp=limits.tcp_tlp,
             **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
         self.forward = forward  # hand a segment to its owning shard
+        # Deliver the frames waiting on the device (Driver.drain), before a loss timer.
+        self.drain: Callable[[], object] | None = None
         self.log = log
         self.conns: dict[FlowKey, NativeConnection] = {}
         self.listeners: dict[int, NativeServerSocket] = {}
@@ -420,6 +423,16 @@ class TcpLayer:
     def _on_timer(self, conn: NativeConnection) -> None:
         conn.timer = None
         conn.timer_when = None
+        if self.drain is not None and conn.tcp.bytes_in_flight:
+            # A loss timer (RTO, TLP, RACK) decides from the ACKs seen so far.  The
+            # loop runs due timers before the frames still queued on the device (a
+            # busy shard reads 64 per wakeup), so the ACK that makes a probe
+            # pointless may be waiting there: take it in first, as Linux's softirq
+            # has long done.  (A spurious probe's answer may reach a connection
+            # already freed: a RST and a "no connection" count.)
+            self.drain()
+            if self.conns.get(conn.key) is not conn or conn.timer is not None:
+                return  # closed by what came in, or re-armed by it (kick ran)
         conn.tcp.on_timer(self.now())
         self.kick(conn)
 

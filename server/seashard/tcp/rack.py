@@ -1,0 +1,145 @@
+"""RACK (RFC 8985 6): time-based loss detection for SACK connections.
+
+Every original transmission is remembered with its send time
+(``RackSegment``).  When an ACK delivers (cumulatively or by SACK) a segment,
+``RACK.xmit_ts``/``end_seq``/``rtt`` follow the most recently *sent* of the
+delivered ones.  A segment sent before that one and still undelivered is lost
+once ``RACK.rtt + reo_wnd`` has passed since it was sent; one not yet that old
+arms the reorder timer (``detect`` returns when).
+
+Linux's choices: the reordering window is min_RTT/4, at most SRTT
+(tcp_rack_reo_wnd), and 0 while no reordering was seen and the connection is
+in recovery or has DupThresh segments SACKed.  A retransmitted segment keeps
+its new send time but is not used for loss detection here (the recovery code
+retransmits each hole once, above HighRxt; a lost retransmission waits for
+the RTO); its delivery updates RACK only if it came later than min_RTT after
+the retransmission (RFC 8985 6.2 step 2).
+
+What is lost is kept as a boundary, ``lost_to``, as ``Scoreboard.lost_boundary``:
+original transmissions go out in sequence order, so the lost ones below the
+newest delivered one form a prefix of the undelivered data.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .sack import Scoreboard
+from .seq import seq_diff, seq_gt
+
+__all__ = ["Rack"]
+
+
+class RackSegment:
+    __slots__ = ("delivered", "end", "rexmit", "start", "ts")
+
+    def __init__(self, start: int, end: int, ts: float) -> None:
+        self.start = start
+        self.end = end
+        self.ts = ts
+        self.rexmit = False
+        self.delivered = False
+
+
+class Rack:
+    __slots__ = ("end_seq", "fack", "lost_to", "min_rtt", "reord_seen", "rtt", "segs", "xmit_ts")
+
+    def __init__(self) -> None:
+        self.segs: deque[RackSegment] = deque()  # ascending seq, above SND.UNA
+        self.xmit_ts: float | None = None  # RACK.xmit_ts
+        self.end_seq = 0  # RACK.end_seq
+        self.rtt = 0.0  # RACK.rtt
+        self.min_rtt: float | None = None
+        self.fack: int | None = None  # the highest end delivered (for reordering)
+        self.reord_seen = False
+        self.lost_to: int | None = None
+
+    def clear(self) -> None:
+        self.segs.clear()
+        self.lost_to = None
+
+    def sent(self, start: int, end: int, now: float) -> None:
+        """An original transmission of [start, end)."""
+        self.segs.append(RackSegment(start, end, now))
+
+    def retransmitted(self, start: int, end: int, now: float, una: int) -> None:
+        lo = seq_diff(start, una)
+        hi = seq_diff(end, una)
+        for s in self.segs:
+            if seq_diff(s.start, una) >= hi:
+                break
+            if seq_diff(s.end, una) > lo:
+                s.ts = now
+                s.rexmit = True
+
+    def on_ack(self, una: int, board: Scoreboard, now: float) -> None:
+        """RFC 8985 6.2 steps 1-2: update RACK from what this ACK delivered."""
+        segs = self.segs
+        if board:
+            for s in segs:
+                if seq_diff(s.start, una) >= 0 and not s.delivered:
+                    end = board.sacked_at(s.start, una)
+                    if end is not None and seq_diff(end, s.end) >= 0:
+                        self._delivered(s, now)
+        while segs and seq_diff(segs[0].end, una) <= 0:
+            s = segs.popleft()
+            if not s.delivered:
+                self._delivered(s, now)
+        if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
+            self.lost_to = None
+
+    def _delivered(self, s: RackSegment, now: float) -> None:
+        s.delivered = True
+        rtt = now - s.ts
+        if s.rexmit and self.min_rtt is not None and rtt < self.min_rtt:
+            return  # probably the original's ACK: ambiguous, not a sample
+        if not s.rexmit:
+            if self.fack is not None and seq_gt(self.fack, s.end):
+                self.reord_seen = True  # delivered below what was delivered before
+            elif self.fack is None or seq_gt(s.end, self.fack):
+                self.fack = s.end
+            if self.min_rtt is None or rtt < self.min_rtt:
+                self.min_rtt = rtt
+        xts = self.xmit_ts
+        if xts is None or s.ts > xts or (s.ts == xts and seq_gt(s.end, self.end_seq)):
+            self.xmit_ts = s.ts
+            self.end_seq = s.end
+            self.rtt = rtt
+
+    def reo_wnd(
+        self,
+        min_rtt: float | None,
+        srtt: float | None,
+        in_recovery: bool,
+        sacked_segs: int,
+        dupthresh: int,
+    ) -> float:
+        """Linux tcp_rack_reo_wnd (``min_rtt``: the connection's, handshake included)."""
+        if not self.reord_seen and (in_recovery or sacked_segs >= dupthresh):
+            return 0.0
+        if min_rtt is None:
+            return 0.0
+        w = min_rtt / 4
+        return min(w, srtt) if srtt is not None else w
+
+    def detect(self, una: int, now: float, reo_wnd: float) -> float | None:
+        """RFC 8985 6.2 step 5: mark lost (``lost_to``); returns the reorder
+        timeout (seconds from now) for the segments not yet old enough, or None."""
+        xts = self.xmit_ts
+        if xts is None:
+            return None
+        timeout: float | None = None
+        for s in self.segs:
+            if s.delivered or s.rexmit:
+                continue
+            if not (xts > s.ts or (xts == s.ts and seq_gt(self.end_seq, s.end))):
+                break  # sent after RACK's segment: so are all above it
+            remaining = s.ts + self.rtt + reo_wnd - now
+            if remaining <= 0:
+                if self.lost_to is None or seq_gt(s.end, self.lost_to):
+                    self.lost_to = s.end
+            elif timeout is None or remaining > timeout:
+                timeout = remaining
+        if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
+            self.lost_to = None
+        return timeout

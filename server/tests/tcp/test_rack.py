@@ -1,0 +1,86 @@
+"""RACK (RFC 8985 6), segment by segment on the virtual clock: a segment sent
+before one the peer SACKed is lost once RACK.rtt + the reordering window
+(min_RTT/4, Linux's) has passed; the reorder timer retransmits it through the
+SACK recovery path, and data that was only reordered is not resent."""
+
+from __future__ import annotations
+
+import pytest
+
+from seashard.tcp import Connection, Segment, TcpConfig
+from seashard.tcp.seq import seq_add
+
+from .helpers import ISS, A, Peer, config
+
+MSS = 1000
+
+
+def sack_conn(cfg: TcpConfig | None = None) -> tuple[Connection, Peer]:
+    peer = Peer(mss=MSS)
+    conn = Connection.accept(peer.syn(sack_permitted=True), ISS, 0.0, cfg or TcpConfig())
+    peer.absorb(conn.segments_out())
+    conn.on_segment(peer.ack(), 0.01)  # handshake RTT 10 ms: min_RTT, SRTT
+    assert conn.sack_ok
+    conn.segments_out()
+    return conn, peer
+
+
+def send4(conn: Connection) -> list[Segment]:
+    conn.send(b"".join(bytes([65 + i]) * MSS for i in range(4)), 0.1)
+    segs = conn.segments_out()
+    assert [len(s.payload) for s in segs] == [MSS] * 4
+    return segs
+
+
+def sack_ack(peer: Peer, conn: Connection, got: list[tuple[int, int]], t: float) -> list[Segment]:
+    s = peer.seg(A)
+    s.sack_blocks = tuple((seq_add(ISS + 1, a), seq_add(ISS + 1, b)) for a, b in got)
+    conn.on_segment(s, t)
+    return conn.segments_out()
+
+
+def test_reorder_timer_retransmits_what_was_sent_before_the_sacked_segment():
+    conn, peer = sack_conn(config(tlp=False))  # RACK on by default (Linux profile)
+    segs = send4(conn)
+    # Only the last segment arrives: one SACKed segment is below DupThresh, so
+    # RFC 6675 alone would wait for the RTO.
+    assert sack_ack(peer, conn, [(3000, 4000)], 0.12) == []
+    # RACK.rtt = 20 ms (sent 0.1, SACKed 0.12); reo_wnd = min_RTT/4 = 2.5 ms; the
+    # timer is 2 ms (Linux TCP_TIMEOUT_MIN) late.
+    when = conn.next_deadline()
+    assert when == pytest.approx(0.1 + 0.02 + 0.01 / 4 + 0.002)
+    assert when < 0.12 + conn.rto
+    conn.on_timer(when)
+    out = conn.segments_out()
+    assert out and out[0].seq == segs[0].seq and out[0].payload == segs[0].payload
+    assert conn.in_recovery and conn.stats.timeouts == 0 and conn.stats.fast_retransmits == 1
+    # The rest of the holes follow as ACKs come back (PRR), no RTO.
+    got = sack_ack(peer, conn, [(3000, 4000)], when + 0.02)
+    seen = {s.seq for s in out + got}
+    assert segs[1].seq in seen
+
+
+def test_reordered_segments_arriving_in_the_window_are_not_resent():
+    conn, peer = sack_conn(config(tlp=False))
+    send4(conn)
+    assert sack_ack(peer, conn, [(3000, 4000)], 0.12) == []
+    assert conn.next_deadline() == pytest.approx(0.1245)
+    # The "missing" three arrive before the reordering window ends.
+    s = peer.seg(A)
+    s.ack = seq_add(ISS + 1, 4000)
+    conn.on_segment(s, 0.121)
+    assert conn.segments_out() == []
+    assert conn.all_sent_acked and conn.next_deadline() is None
+    assert conn.stats.retransmits == 0 and not conn.in_recovery
+
+
+def test_without_rack_the_same_loss_waits_for_the_rto():
+    conn, peer = sack_conn(config(tlp=False, rack=False))
+    send4(conn)
+    assert sack_ack(peer, conn, [(3000, 4000)], 0.12) == []
+    assert conn.next_deadline() == pytest.approx(0.1 + conn.rto)
+
+
+def test_rfc_profile_has_no_rack():
+    assert TcpConfig.profile("rfc").rack is False
+    assert TcpConfig().rack is True
