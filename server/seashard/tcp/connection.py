@@ -38,8 +38,8 @@ What is implemented (RFC numbers are the references the code follows):
 * Tail loss probes (RFC 8985 7, Linux's PTO), SACK connections, ``tlp`` (on
   by default, see ``profile.py``).  RACK's time-based loss detection (RFC 8985
   6, ``rack.py``, ``rack``): per-segment send times, the reordering window
-  min_RTT/4 bounded by SRTT, the reorder timer; what it marks lost goes through
-  the same RFC 6675/PRR recovery.
+  min_RTT/4 bounded by SRTT, the reorder timer, lost retransmissions found
+  lost again; what it marks lost goes through the same RFC 6675/PRR recovery.
 * Congestion control behind ``cc/`` (CUBIC by default, NewReno selectable).
 * Receive window = free receive buffer, with receiver SWS avoidance and a
   window update when the application reads enough (RFC 9293 3.8.6.2.2).
@@ -1198,7 +1198,7 @@ class Connection:
             return
         self._rack_detect(now)
         una = self.snd_una
-        if not seq_gt(self._lost_to(), una):
+        if not seq_gt(self._lost_to(), una) and self._rack.relost() is None:
             return
         srec = self._srec
         if srec is None:
@@ -1233,9 +1233,11 @@ class Connection:
         high_rxt = self._srec.high_rxt if self._srec is not None else una
         if seq_lt(high_rxt, una):
             high_rxt = una
-        return max(
-            0, total - board.unsacked(una, una, lost_to) + board.unsacked(una, una, high_rxt)
-        )
+        pipe = total - board.unsacked(una, una, lost_to) + board.unsacked(una, una, high_rxt)
+        if self._rack is not None:
+            for a, b in self._rack.relost_ranges():  # lost retransmissions: not in flight
+                pipe -= board.unsacked(una, a, b)
+        return max(0, pipe)
 
     def _sack_retransmit(self, now: float) -> None:
         """RFC 6675 NextSeg rule 1 within PRR's quota: the first unSACKed, lost
@@ -1245,6 +1247,18 @@ class Connection:
             return
         board = self._board
         una = self.snd_una
+        rack = self._rack
+        while srec.quota > 0 and rack is not None:
+            seg = rack.relost()  # a lost retransmission goes first: it is the oldest hole
+            if seg is None:
+                break
+            a = seg.start if seq_gt(seg.start, una) else una  # partly acked
+            end = self._retransmit_at(a, seq_diff(seg.end, a), now)
+            if end == a:
+                return
+            n = seq_diff(end, a)
+            srec.quota -= n
+            srec.prr_out += n
         while srec.quota > 0:
             lost_to = self._lost_to()
             start = srec.high_rxt if seq_gt(srec.high_rxt, una) else una

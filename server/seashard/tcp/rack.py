@@ -9,15 +9,18 @@ arms the reorder timer (``detect`` returns when).
 
 Linux's choices: the reordering window is min_RTT/4, at most SRTT
 (tcp_rack_reo_wnd), and 0 while no reordering was seen and the connection is
-in recovery or has DupThresh segments SACKed.  A retransmitted segment keeps
-its new send time but is not used for loss detection here (the recovery code
-retransmits each hole once, above HighRxt; a lost retransmission waits for
-the RTO); its delivery updates RACK only if it came later than min_RTT after
-the retransmission (RFC 8985 6.2 step 2).
+in recovery or has DupThresh segments SACKed.  A retransmission updates its
+segment's send time and marks it retransmitted, so a retransmission sent
+before RACK.xmit_ts and not delivered within RACK.rtt + reo_wnd is lost
+again (``RackSegment.lost``, Linux tcp_rack_detect_loss) and the recovery
+code resends it before anything above HighRxt, without waiting for the RTO.
+Its delivery updates RACK only if it came later than min_RTT after the
+retransmission (RFC 8985 6.2 step 2).
 
 What is lost is kept as a boundary, ``lost_to``, as ``Scoreboard.lost_boundary``:
 original transmissions go out in sequence order, so the lost ones below the
-newest delivered one form a prefix of the undelivered data.
+newest delivered one form a prefix of the undelivered data.  Retransmissions
+do not (they follow recovery's order), hence their own flag.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ __all__ = ["Rack"]
 
 
 class RackSegment:
-    __slots__ = ("delivered", "end", "rexmit", "start", "ts")
+    __slots__ = ("delivered", "end", "lost", "rexmit", "start", "ts")
 
     def __init__(self, start: int, end: int, ts: float) -> None:
         self.start = start
@@ -39,6 +42,7 @@ class RackSegment:
         self.ts = ts
         self.rexmit = False
         self.delivered = False
+        self.lost = False  # a retransmission RACK found lost (originals: ``lost_to``)
 
 
 class Rack:
@@ -71,6 +75,7 @@ class Rack:
             if seq_diff(s.end, una) > lo:
                 s.ts = now
                 s.rexmit = True
+                s.lost = False
 
     def on_ack(self, una: int, board: Scoreboard, now: float) -> None:
         """RFC 8985 6.2 steps 1-2: update RACK from what this ACK delivered."""
@@ -130,16 +135,32 @@ class Rack:
             return None
         timeout: float | None = None
         for s in self.segs:
-            if s.delivered or s.rexmit:
+            if s.delivered or s.lost:
                 continue
             if not (xts > s.ts or (xts == s.ts and seq_gt(self.end_seq, s.end))):
-                break  # sent after RACK's segment: so are all above it
+                if s.rexmit:
+                    continue  # resent late: says nothing of the segments above
+                # An original sent after RACK's segment: so is everything above it
+                # (a retransmission is always later than its original).
+                break
             remaining = s.ts + self.rtt + reo_wnd - now
             if remaining <= 0:
-                if self.lost_to is None or seq_gt(s.end, self.lost_to):
+                if s.rexmit:
+                    s.lost = True  # its retransmission is lost too: resend again
+                elif self.lost_to is None or seq_gt(s.end, self.lost_to):
                     self.lost_to = s.end
             elif timeout is None or remaining > timeout:
                 timeout = remaining
         if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
             self.lost_to = None
         return timeout
+
+    def relost(self) -> RackSegment | None:
+        """The first retransmitted segment found lost again and not resent since."""
+        for s in self.segs:
+            if s.lost and not s.delivered:
+                return s
+        return None
+
+    def relost_ranges(self) -> list[tuple[int, int]]:
+        return [(s.start, s.end) for s in self.segs if s.lost and not s.delivered]

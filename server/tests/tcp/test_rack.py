@@ -84,3 +84,35 @@ def test_without_rack_the_same_loss_waits_for_the_rto():
 def test_rfc_profile_has_no_rack():
     assert TcpConfig.profile("rfc").rack is False
     assert TcpConfig().rack is True
+
+
+def lost_retransmission(cfg: TcpConfig) -> tuple[Connection, list[Segment]]:
+    """Six segments, the first two lost; the four after them SACKed at 0.12 start
+    recovery (both retransmitted at 0.12); the first one's retransmission is lost
+    too, the second's is SACKed at 0.15.  Returns what went out on that ACK."""
+    conn, peer = sack_conn(cfg)
+    conn.send(b"".join(bytes([65 + i]) * MSS for i in range(6)), 0.1)
+    first = conn.segments_out()[0]
+    out = sack_ack(peer, conn, [(2000, 6000)], 0.12)
+    assert [s.seq for s in out] == [first.seq, seq_add(first.seq, MSS)]
+    return conn, sack_ack(peer, conn, [(1000, 6000)], 0.15)
+
+
+def test_a_lost_retransmission_is_resent_again_before_the_rto():
+    conn, out = lost_retransmission(config(tlp=False))
+    # RACK follows the second retransmission (sent 0.12, SACKed 0.15: RACK.rtt
+    # 30 ms); the first, sent at 0.12 too but below it, is lost once 0.12 +
+    # RACK.rtt + reo_wnd (0 in recovery) has passed: on this ACK, not at the RTO.
+    rack = conn._rack
+    assert rack is not None and rack.rtt == pytest.approx(0.03)
+    assert 0.12 + rack.rtt == pytest.approx(0.15)  # reo_wnd 0: in recovery, no reordering
+    assert [s.seq for s in out] == [ISS + 1] and out[0].payload == b"A" * MSS
+    assert conn.stats.timeouts == 0 and conn.stats.retransmits == 3
+    assert 0.15 < conn.next_deadline() == pytest.approx(0.1 + conn.rto)  # the RTO, unfired
+
+
+def test_without_rack_a_lost_retransmission_waits_for_the_rto():
+    conn, out = lost_retransmission(TcpConfig.profile("rfc"))
+    assert out == []
+    assert conn.next_deadline() == pytest.approx(0.1 + conn.rto)
+    assert conn.stats.retransmits == 2
