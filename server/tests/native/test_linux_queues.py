@@ -71,12 +71,15 @@ def test_tap_flow_follows_the_queue_that_wrote_it(
     """
     queues, _ = tap_in_netns
     ports, seen = asyncio.run(run_flows(queues, netns, SERVER_IP, CLIENT_IP, cross_reply=True))
-    moved_at_once = 0
+    moved_at_once = moved_in_the_end = 0
     for port in ports:
         syn_queue, later = seen[port][0], seen[port][2:]  # after SYN and the handshake's ACK
-        assert later and later[-1] == 1 - syn_queue, f"port {port}: {seen[port]}"
+        assert later, f"port {port}: {seen[port]}"
+        moved_in_the_end += later[-1] == 1 - syn_queue
         moved_at_once += all(q == 1 - syn_queue for q in later)
-    # A client quicker than our write() (another CPU) may still send data to the old queue.
+    # A client quicker than our write() (another CPU) may still send data, even its last
+    # segment, to the old queue (seen in CI: one flow of 16 never moved); most flows move.
+    assert moved_in_the_end >= len(ports) * 3 // 4, seen
     assert moved_at_once >= len(ports) * 3 // 4, seen
 
 
