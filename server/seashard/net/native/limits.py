@@ -49,7 +49,8 @@ What each does when it bites:
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from seashard import argtypes
@@ -59,24 +60,98 @@ from seashard.tcp.profile import PROFILES
 __all__ = ["NativeLimits", "add_arguments", "from_args"]
 
 
+def _opt(
+    help: str,
+    type: Callable[[str], Any] | None = argtypes.count,
+    metavar: str | None = "N",
+    **argparse_extra: Any,
+) -> dict[str, Any]:
+    """A field's ``seashard serve`` option: ``--field-name``, with ``help`` and the
+    default appended unless ``help`` says it (metadata read by ``add_arguments``)."""
+    return {"help": help, "type": type, "metavar": metavar, **argparse_extra}
+
+
 @dataclass(frozen=True)
 class NativeLimits:
-    syn_backlog: int = 1024
-    accept_backlog: int = 4096
-    syncookies: bool = True
-    synack_retries: int = 5
-    max_tw_buckets: int = 32768
-    fin_timeout: float = 60.0
-    orphan_retries: int = 8
-    reassembly_budget: int = 32 * 1024 * 1024
-    max_connections: int = 65536
-    arp_cache_entries: int = 1024
-    tcp_profile: str = "linux"  # TcpConfig.profile(): "linux" or "rfc"
-    tcp_cc: str | None = None  # congestion control; None: the profile's
+    max_connections: int = field(
+        default=65536, metadata=_opt("live connections a shard accepts; more are reset")
+    )
+    syn_backlog: int = field(
+        default=1024, metadata=_opt("half-open connections per listener and shard")
+    )
+    accept_backlog: int = field(
+        default=4096, metadata=_opt("connections waiting for accept per listener and shard")
+    )
+    syncookies: bool = field(
+        default=True,
+        metadata=_opt(
+            "drop SYNs when the SYN queue is full instead of answering with SYN cookies",
+            type=None,
+            metavar=None,
+            flag="--no-syncookies",
+            action="store_false",
+        ),
+    )
+    synack_retries: int = field(
+        default=5,
+        metadata=_opt("SYN-ACK retransmissions before a half-open connection is freed"),
+    )
+    max_tw_buckets: int = field(
+        default=32768,
+        metadata=_opt("TIME_WAIT connections per shard; past it TIME_WAIT is skipped"),
+    )
+    fin_timeout: float = field(
+        default=60.0,
+        metadata=_opt(
+            "FIN_WAIT_2 lifetime of a connection the app closed",
+            type=argtypes.positive_seconds,
+            metavar="SECONDS",
+        ),
+    )
+    orphan_retries: int = field(
+        default=8,
+        metadata=_opt("probes before a closed connection facing a zero window is reset"),
+    )
+    reassembly_budget: int = field(
+        default=32 * 1024 * 1024,
+        metadata=_opt("out-of-order bytes a shard holds for all its connections", metavar="BYTES"),
+    )
+    arp_cache_entries: int = field(
+        default=1024, metadata=_opt("ARP cache size per shard, oldest out")
+    )
+    # TcpConfig.profile(): "linux" or "rfc"
+    tcp_profile: str = field(
+        default="linux",
+        metadata=_opt(
+            "TCP's choices where the RFCs leave one: Linux's (200 ms minimum RTO, "
+            "quick-ACK at start, CUBIC, TLP) or the strict RFC values (default linux)",
+            type=None,
+            metavar=None,
+            choices=sorted(PROFILES),
+        ),
+    )
+    # Congestion control; None: the profile's.
+    tcp_cc: str | None = field(
+        default=None,
+        metadata=_opt(
+            "congestion control (default: the profile's, cubic for linux)",
+            type=None,
+            metavar=None,
+            choices=sorted(CONTROLLERS),
+        ),
+    )
     # Tail loss probes; None: the profile's (on for linux).  A loss timer first takes
     # in the frames queued on the device (TcpLayer._on_timer), so a busy shard's
     # probe is not spurious.
-    tcp_tlp: bool | None = None
+    tcp_tlp: bool | None = field(
+        default=None,
+        metadata=_opt(
+            "tail loss probes (RFC 8985; default: the profile's, on for linux as Linux)",
+            type=None,
+            metavar=None,
+            action=argparse.BooleanOptionalAction,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.tcp_profile not in PROFILES:
@@ -93,104 +168,19 @@ class NativeLimits:
             raise ValueError("backlogs and the ARP cache need room for at least one entry")
 
 
-_D = NativeLimits()
-
-
 def add_arguments(parser: Any) -> None:
-    """The options, on an ``argparse`` parser or argument group."""
-    g = parser
-    g.add_argument(
-        "--max-connections",
-        type=argtypes.count,
-        default=_D.max_connections,
-        metavar="N",
-        help=f"live connections a shard accepts; more are reset (default {_D.max_connections})",
-    )
-    g.add_argument(
-        "--syn-backlog",
-        type=argtypes.count,
-        default=_D.syn_backlog,
-        metavar="N",
-        help=f"half-open connections per listener and shard (default {_D.syn_backlog})",
-    )
-    g.add_argument(
-        "--accept-backlog",
-        type=argtypes.count,
-        default=_D.accept_backlog,
-        metavar="N",
-        help=f"connections waiting for accept per listener and shard (default {_D.accept_backlog})",
-    )
-    g.add_argument(
-        "--no-syncookies",
-        dest="syncookies",
-        action="store_false",
-        help="drop SYNs when the SYN queue is full instead of answering with SYN cookies",
-    )
-    g.add_argument(
-        "--synack-retries",
-        type=argtypes.count,
-        default=_D.synack_retries,
-        metavar="N",
-        help=f"SYN-ACK retransmissions before a half-open connection is freed "
-        f"(default {_D.synack_retries})",
-    )
-    g.add_argument(
-        "--max-tw-buckets",
-        type=argtypes.count,
-        default=_D.max_tw_buckets,
-        metavar="N",
-        help=f"TIME_WAIT connections per shard; past it TIME_WAIT is skipped "
-        f"(default {_D.max_tw_buckets})",
-    )
-    g.add_argument(
-        "--fin-timeout",
-        type=argtypes.positive_seconds,
-        default=_D.fin_timeout,
-        metavar="SECONDS",
-        help=f"FIN_WAIT_2 lifetime of a connection the app closed (default {_D.fin_timeout:g})",
-    )
-    g.add_argument(
-        "--orphan-retries",
-        type=argtypes.count,
-        default=_D.orphan_retries,
-        metavar="N",
-        help=f"probes before a closed connection facing a zero window is reset "
-        f"(default {_D.orphan_retries})",
-    )
-    g.add_argument(
-        "--reassembly-budget",
-        type=argtypes.count,
-        default=_D.reassembly_budget,
-        metavar="BYTES",
-        help=f"out-of-order bytes a shard holds for all its connections "
-        f"(default {_D.reassembly_budget})",
-    )
-    g.add_argument(
-        "--arp-cache-entries",
-        type=argtypes.count,
-        default=_D.arp_cache_entries,
-        metavar="N",
-        help=f"ARP cache size per shard, oldest out (default {_D.arp_cache_entries})",
-    )
-    g.add_argument(
-        "--tcp-profile",
-        choices=sorted(PROFILES),
-        default=_D.tcp_profile,
-        help="TCP's choices where the RFCs leave one: Linux's (200 ms minimum RTO, "
-        "quick-ACK at start, CUBIC, TLP) or the strict RFC values (default linux)",
-    )
-    g.add_argument(
-        "--tcp-cc",
-        choices=sorted(CONTROLLERS),
-        default=None,
-        help="congestion control (default: the profile's, cubic for linux)",
-    )
-    g.add_argument(
-        "--tcp-tlp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="tail loss probes (RFC 8985; default: the profile's, on for linux as Linux)",
-    )
+    """The options, on an ``argparse`` parser or argument group: one per field, from
+    the field's metadata (``_opt``)."""
+    for f in fields(NativeLimits):
+        opts = {k: v for k, v in f.metadata.items() if v is not None}
+        flag = opts.pop("flag", "--" + f.name.replace("_", "-"))
+        if opts.get("action") == "store_false":  # a --no-X switch: its default is "on"
+            parser.add_argument(flag, dest=f.name, **opts)
+            continue
+        if "(default" not in opts["help"]:
+            shown = format(f.default, "g") if isinstance(f.default, float) else f.default
+            opts["help"] += f" (default {shown})"
+        parser.add_argument(flag, dest=f.name, default=f.default, **opts)
 
 
 def from_args(ns: argparse.Namespace) -> NativeLimits:
