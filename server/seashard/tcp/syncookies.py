@@ -34,13 +34,10 @@ The clock is the ``now`` the caller passes; nothing here reads one.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 import struct
 from dataclasses import dataclass
 
-from .isn import Endpoint, _addr_bytes
+from .flowhash import Endpoint, FlowHash, flow_bytes
 from .segment import Flags, Segment
 from .seq import SEQ_MASK
 
@@ -101,39 +98,23 @@ class SynCookies:
     """``SynCookies(secret)``: ``make`` the cookie for a SYN, ``check`` the ACK that
     echoes it.  ``secret`` defaults to 32 random bytes (one per process: per boot)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_hash",)
 
     def __init__(self, secret: bytes | None = None) -> None:
-        if secret is None:
-            secret = os.urandom(32)
-        if not secret:
-            raise ValueError("cookie secret must not be empty")
-        if len(secret) > 64:
-            secret = hashlib.blake2b(secret).digest()
-        self._key = bytes(secret)
+        self._hash = FlowHash(secret, what="cookie")
 
     @staticmethod
     def count(now: float) -> int:
         """The time counter at ``now`` (seconds, any monotonic origin)."""
         return int(now // PERIOD) & _COUNT_MASK
 
-    @staticmethod
-    def _flow(local: Endpoint, remote: Endpoint) -> bytes:
-        """The 4-tuple as bytes (dotted strings the fast way: a SYN flood calls this)."""
-        lip, lport = local
-        rip, rport = remote
-        r = socket.inet_aton(rip) if isinstance(rip, str) else _addr_bytes(rip)
-        loc = socket.inet_aton(lip) if isinstance(lip, str) else _addr_bytes(lip)
-        return r + loc + struct.pack("!HH", rport, lport)
-
-    def _hash(self, flow: bytes, count: int, which: int) -> int:
-        """H1 (``which`` 1, ``count`` 0) and H2 (``which`` 2): keyed BLAKE2b, 32 bits."""
-        h = hashlib.blake2b(flow + struct.pack("!BI", which, count), key=self._key, digest_size=4)
-        return int.from_bytes(h.digest(), "big")
+    def _hash32(self, flow: bytes, count: int, which: int) -> int:
+        """H1 (``which`` 1, ``count`` 0) and H2 (``which`` 2)."""
+        return self._hash.hash32(flow, struct.pack("!BI", which, count))
 
     def ts_offset(self, local: Endpoint, remote: Endpoint) -> int:
         """The TSval clock offset for a 4-tuple (keyed, as Linux's secure_tcp_ts_off)."""
-        return self._hash(self._flow(local, remote), 0, 3)
+        return self._hash32(flow_bytes(local, remote), 0, 3)
 
     def make(
         self,
@@ -153,9 +134,9 @@ class SynCookies:
         ``wscale`` and ``sack_permitted`` (Linux's cookie_init_timestamp)."""
         count = self.count(now)
         index = mss_index(peer_mss)
-        flow = self._flow(local, remote)
-        h1 = self._hash(flow, 0, 1)
-        h2 = self._hash(flow, count, 2)
+        flow = flow_bytes(local, remote)
+        h1 = self._hash32(flow, 0, 1)
+        h2 = self._hash32(flow, count, 2)
         isn = (h1 + syn_seq + (count << COOKIE_BITS) + ((h2 + index) & COOKIE_MASK)) & SEQ_MASK
         if not timestamps:
             return Cookie(isn, MSS_TABLE[index])
@@ -185,13 +166,13 @@ class SynCookies:
         syn_seq = (seq - 1) & SEQ_MASK
         cookie = (ack - 1) & SEQ_MASK
         count = self.count(now)
-        flow = self._flow(local, remote)
-        cookie = (cookie - self._hash(flow, 0, 1) - syn_seq) & SEQ_MASK
+        flow = flow_bytes(local, remote)
+        cookie = (cookie - self._hash32(flow, 0, 1) - syn_seq) & SEQ_MASK
         diff = (count - (cookie >> COOKIE_BITS)) & _COUNT_MASK
         if diff >= MAX_AGE:
             return None
         made = (count - diff) & _COUNT_MASK
-        index = (cookie - self._hash(flow, made, 2)) & COOKIE_MASK
+        index = (cookie - self._hash32(flow, made, 2)) & COOKIE_MASK
         if index >= len(MSS_TABLE):
             return None
         if tsecr is None:
