@@ -251,17 +251,9 @@ def _rel(series: Sequence[tuple[float, float]], start: float) -> Series:
 BASELINE = 30.0  # seconds of latency "before" an impairment, reaching back before the run
 
 
-def collect(
-    prom,
-    start: float,
-    end: float,
-    names: Mapping[str, str],
-    title: str,
-    impairment: tuple[float, float] | None = None,
-    impaired: str | None = None,
-    clients: Mapping[str, str] | None = None,
-) -> RunData:
-    """The run's data from Prometheus (``prom``: a `seashard_lab.prometheus.Prometheus`).
+@dataclass(frozen=True)
+class RunWindow:
+    """What a run's charts cover.
 
     ``start``/``end``/``impairment`` are wall-clock seconds; ``names`` maps a
     target host to a short name (172.28.0.10 -> posix).  With an impairment, the
@@ -271,7 +263,21 @@ def collect(
     maps a client's Prometheus ``service`` label to its lab name where the two
     differ (a swarm replica is client@ADDRESS, the lab's client-N).
     """
-    clients = dict(clients or {})
+
+    start: float
+    end: float
+    names: Mapping[str, str]
+    title: str
+    impairment: tuple[float, float] | None = None
+    impaired: str | None = None
+    clients: Mapping[str, str] | None = None
+
+
+def collect(prom, run: RunWindow) -> RunData:
+    """The run's data from Prometheus (``prom``: a `seashard_lab.prometheus.Prometheus`)."""
+    start, end, names, title = run.start, run.end, run.names, run.title
+    impairment, impaired = run.impairment, run.impaired
+    clients = dict(run.clients or {})
     label_of = {name: label for label, name in clients.items()}
     data = RunData(title=title, duration=end - start, impaired=impaired)
     if impairment is not None:
@@ -361,20 +367,10 @@ def draw_run(data: RunData, folder: Path) -> list[Path]:
     return written
 
 
-def write_run_plots(
-    folder: Path,
-    prom,
-    start: float,
-    end: float,
-    names: Mapping[str, str],
-    title: str,
-    impairment: tuple[float, float] | None = None,
-    impaired: str | None = None,
-    clients: Mapping[str, str] | None = None,
-) -> tuple[list[Path], str | None]:
+def write_run_plots(folder: Path, prom, run: RunWindow) -> tuple[list[Path], str | None]:
     """Collect and draw; never raises.  Returns (files written, why some are missing)."""
     try:
-        data = collect(prom, start, end, names, title, impairment, impaired, clients)
+        data = collect(prom, run)
     except Exception as exc:  # noqa: BLE001 - Prometheus down, a bad answer, ...
         why = f"no data for the plots from Prometheus: {exc}"
         _missing(folder, [why], detail=traceback.format_exc())
@@ -412,17 +408,8 @@ def write_lab_plots(
     names = {lab.service_ip(s): STACK_OF[s] for s in SERVERS}
     window, impaired = (impairment[:2], impairment[2]) if impairment else (None, None)
     clients = {lab.prometheus_label(c): c for c in CLIENTS}
-    written, why = write_run_plots(
-        folder,
-        Prometheus(lab.prometheus_url()),
-        start,
-        end,
-        names,
-        title,
-        window,
-        impaired,
-        clients,
-    )
+    run = RunWindow(start, end, names, title, window, impaired, clients)
+    written, why = write_run_plots(folder, Prometheus(lab.prometheus_url()), run)
     line = "plots:     " + (", ".join(p.name for p in written) if written else "none")
     if why:
         line += f" ({MISSING}: {why.splitlines()[-1].strip()})"

@@ -134,7 +134,9 @@ class _DownPrometheus:
 
 def test_prometheus_down_leaves_a_reason_not_a_traceback(tmp_path):
     (tmp_path / "summary.txt").write_text("the run's own summary\n")
-    written, why = plots.write_run_plots(tmp_path, _DownPrometheus(), 0.0, 10.0, {}, "t")
+    written, why = plots.write_run_plots(
+        tmp_path, _DownPrometheus(), plots.RunWindow(0.0, 10.0, {}, "t")
+    )
     assert written == [] and "connection refused" in why
     assert "connection refused" in (tmp_path / plots.MISSING).read_text()
     assert (tmp_path / "summary.txt").read_text() == "the run's own summary\n"
@@ -190,8 +192,7 @@ class _FakePrometheus:
 
 def _collect(prom, **options):
     """A 10 s run from t=1000, client-2's link impaired from t=1004."""
-    return plots.collect(
-        prom,
+    run = plots.RunWindow(
         1000.0,
         1010.0,
         {"10.0.0.10": "posix"},
@@ -200,6 +201,7 @@ def _collect(prom, **options):
         impaired="client-2",
         **options,
     )
+    return plots.collect(prom, run)
 
 
 def test_collect_maps_prometheus_answers_to_run_data():
