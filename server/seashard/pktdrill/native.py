@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import heapq
-import itertools
 import math
 import re
 import shlex
@@ -29,6 +27,7 @@ from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
 from seashard.tcp.connection import State, TcpConfig, TcpStateError
+from seashard.virtual_loop import Proc, VirtualLoop
 from seashard.wire.ethernet import EthernetFrame
 
 from .engine import Flow, Outcome
@@ -99,44 +98,21 @@ SETUP_LINES = (
 )
 
 
-class _Timer:
-    __slots__ = ("when", "order", "fn", "args", "cancelled")
+class _Pending:
+    """An app call running on the virtual loop, as the engine waits for it: ``done()``
+    and ``outcome()``, whose ``when`` is the instant the call returned."""
 
-    def __init__(self, when: float, order: int, fn: Callable[..., object], args: tuple[Any, ...]):
-        self.when, self.order, self.fn, self.args, self.cancelled = when, order, fn, args, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def __lt__(self, other: _Timer) -> bool:
-        return (self.when, self.order) < (other.when, other.order)
-
-
-class _Proc:
-    """A coroutine driven by hand: resumed whenever the future it awaits is done."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Outcome], clock: Callable[[], float]) -> None:
-        self.coro = coro
-        self.clock = clock
-        self.waiting: asyncio.Future[Any] | None = None
-        self.result: Outcome | None = None
-
-    def step(self) -> bool:
-        if self.result is not None or (self.waiting is not None and not self.waiting.done()):
-            return False
-        try:
-            self.waiting = self.coro.send(None)
-        except StopIteration as stop:
-            self.result = stop.value
-            self.result.when = self.clock() - START
-        return True
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
 
     def done(self) -> bool:
-        return self.result is not None
+        return self.proc.done
 
     def outcome(self) -> Outcome:
-        assert self.result is not None
-        return self.result
+        result: Outcome = self.proc.value()
+        assert self.proc.finished_at is not None
+        result.when = self.proc.finished_at - START
+        return result
 
 
 class _Done:
@@ -150,74 +126,11 @@ class _Done:
         return self._outcome
 
 
-class VirtualLoop:
-    """The three loop methods the TcpLayer uses (time, call_at, create_future)."""
-
-    def __init__(self) -> None:
-        self._now = START
-        self._timers: list[_Timer] = []
-        self._order = itertools.count()
-        self._futures = asyncio.new_event_loop()  # owns the futures; never run
-        self.procs: list[_Proc] = []
-
-    def time(self) -> float:
-        return self._now
-
-    def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> _Timer:
-        handle = _Timer(when, next(self._order), fn, args)
-        heapq.heappush(self._timers, handle)
-        return handle
-
-    def call_later(self, delay: float, fn: Callable[..., object], *args: Any) -> _Timer:
-        return self.call_at(self._now + delay, fn, *args)
-
-    def create_future(self) -> asyncio.Future[Any]:
-        return self._futures.create_future()
-
-    def spawn(self, coro: Coroutine[Any, Any, Outcome]) -> _Proc:
-        proc = _Proc(coro, self.time)
-        self.procs.append(proc)
-        self.pump()
-        return proc
-
-    def pump(self) -> None:
-        progress = True
-        while progress:
-            progress = False
-            for proc in list(self.procs):
-                if proc.step():
-                    progress = True
-                if proc.done():
-                    self.procs.remove(proc)
-
-    def run_until(self, when: float, stop: Callable[[], bool] | None = None) -> None:
-        """Timers due by ``when`` in order; returns early (at that instant) once ``stop()``."""
-        while True:
-            self.pump()
-            if stop is not None and stop():
-                return
-            while self._timers and self._timers[0].cancelled:
-                heapq.heappop(self._timers)
-            if not self._timers or self._timers[0].when > when:
-                break
-            handle = heapq.heappop(self._timers)
-            self._now = max(self._now, handle.when)
-            handle.fn(*handle.args)
-        self._now = max(self._now, when)
-        self.pump()
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.coro.close()
-        self.procs.clear()
-        self._futures.close()
-
-
 class NativeTarget:
     name = "native"
 
     def __init__(self) -> None:
-        self.loop = VirtualLoop()
+        self.loop = VirtualLoop(START)
         self.dev = MemoryDevice()
         self.iface = Interface(
             InterfaceConfig(LOCAL_IP, "255.255.255.0", gateway=GATEWAY_IP, mac=LOCAL_MAC),
@@ -363,7 +276,7 @@ class _Sock:
         self.reuse = False
         self.listener: NativeServerSocket | None = None
         self.conn: NativeConnection | None = None
-        self.connecting: _Proc | None = None
+        self.connecting: _Pending | None = None
         self.error = 0  # the pending SO_ERROR
         self.failed = False  # its connect failed (later writes: EPIPE, as Linux)
         self.linger_zero = False
@@ -392,7 +305,7 @@ class NativeSockets:
         result = method(call, flow)
         if isinstance(result, Outcome):
             return _Done(result)
-        return self.t.loop.spawn(result)
+        return _Pending(self.t.loop.spawn(result))
 
     def _sock(self, call: Syscall) -> _Sock | Outcome:
         fd = value(call.args[0])
@@ -580,7 +493,7 @@ class NativeSockets:
             return Outcome(0)
 
         if sock.nonblocking:
-            sock.connecting = self.t.loop.spawn(connect())
+            sock.connecting = _Pending(self.t.loop.spawn(connect()))
             if sock.connecting.done():
                 return sock.connecting.outcome()
             return Outcome(-1, "EINPROGRESS")
@@ -700,7 +613,7 @@ class NativeSockets:
             sock.listener.abort_accept()
         conn = sock.conn
         if conn is None and sock.connecting is not None and not sock.connecting.done():
-            sock.connecting.coro.close()
+            sock.connecting.proc.coro.close()
             for c in list(self.layer.conns.values()):
                 if c.tcp.state is State.SYN_SENT:
                     c.abort()

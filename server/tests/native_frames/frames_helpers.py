@@ -13,9 +13,6 @@ done, after every injected frame and every timer.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from scapy.layers.inet import ICMP, IP, TCP
@@ -29,6 +26,7 @@ from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
 from seashard.tcp.connection import TcpConfig
+from seashard.virtual_loop import VirtualLoop
 
 OUR_IP, OUR_MAC = "10.0.0.2", "02:00:00:00:00:02"
 PEER_IP, PEER_MAC = "10.0.0.7", "02:00:00:00:00:07"
@@ -42,126 +40,6 @@ MASK = 0xFFFFFFFF
 
 def seq_add(a: int, n: int) -> int:
     return (a + n) & MASK
-
-
-# ---------------------------------------------------------------- virtual loop
-
-
-class TimerHandle:
-    __slots__ = ("when", "order", "fn", "args", "cancelled")
-
-    def __init__(self, when: float, order: int, fn: Callable[..., object], args: tuple[Any, ...]):
-        self.when = when
-        self.order = order
-        self.fn = fn
-        self.args = args
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def __lt__(self, other: TimerHandle) -> bool:
-        return (self.when, self.order) < (other.when, other.order)
-
-
-class Proc:
-    """A coroutine driven by hand (no event loop ever runs)."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self.coro = coro
-        self.waiting: asyncio.Future[Any] | None = None
-        self.done = False
-        self.result: Any = None
-        self.exception: BaseException | None = None
-
-    def step(self) -> bool:
-        """Resume the coroutine if it can go on; True when it made progress."""
-        if self.done or (self.waiting is not None and not self.waiting.done()):
-            return False
-        try:
-            yielded = self.coro.send(None)
-        except StopIteration as stop:
-            self.done, self.result = True, stop.value
-        except BaseException as exc:  # handed to the test
-            self.done, self.exception = True, exc
-        else:
-            assert isinstance(yielded, asyncio.Future), f"awaited {yielded!r}"
-            self.waiting = yielded
-        return True
-
-    def value(self) -> Any:
-        """The result (the coroutine must have finished); re-raises its exception."""
-        assert self.done, "coroutine still waiting"
-        if self.exception is not None:
-            raise self.exception
-        return self.result
-
-
-class VirtualLoop:
-    def __init__(self, start: float = START) -> None:
-        self._now = start
-        self._timers: list[TimerHandle] = []
-        self._order = itertools.count()
-        self._futures = asyncio.new_event_loop()  # owns the futures; never run
-        self.procs: list[Proc] = []
-
-    def time(self) -> float:
-        return self._now
-
-    def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
-        handle = TimerHandle(when, next(self._order), fn, args)
-        heapq.heappush(self._timers, handle)
-        return handle
-
-    def call_later(self, delay: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
-        return self.call_at(self._now + delay, fn, *args)
-
-    def create_future(self) -> asyncio.Future[Any]:
-        return self._futures.create_future()
-
-    def next_deadline(self) -> float | None:
-        while self._timers and self._timers[0].cancelled:
-            heapq.heappop(self._timers)
-        return self._timers[0].when if self._timers else None
-
-    def run_until(self, when: float) -> None:
-        """Run every timer due at or before ``when``, in order; the clock ends at ``when``."""
-        while True:
-            self.pump()
-            nxt = self.next_deadline()
-            if nxt is None or nxt > when:
-                break
-            handle = heapq.heappop(self._timers)
-            self._now = max(self._now, handle.when)
-            handle.fn(*handle.args)
-        self._now = max(self._now, when)
-        self.pump()
-
-    def advance(self, seconds: float) -> None:
-        self.run_until(self._now + seconds)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Proc:
-        proc = Proc(coro)
-        self.procs.append(proc)
-        self.pump()
-        return proc
-
-    def pump(self) -> None:
-        """Resume coroutines until none can go on."""
-        progress = True
-        while progress:
-            progress = False
-            for proc in list(self.procs):
-                if proc.step():
-                    progress = True
-                if proc.done and proc in self.procs:
-                    self.procs.remove(proc)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.coro.close()
-        self.procs.clear()
-        self._futures.close()
 
 
 class FixedIsn:
@@ -230,7 +108,7 @@ class Bench:
         limits: NativeLimits | None = None,
         arp_options: dict[str, float] | None = None,
     ) -> None:
-        self.loop = VirtualLoop()
+        self.loop = VirtualLoop(START)
         self.dev = MemoryDevice()
         self.sent_at: list[float] = []  # the virtual time of each frame in dev.sent
         self.iface = Interface(

@@ -10,7 +10,6 @@ from frames_helpers import (
     PORT,
     Bench,
     Peer,
-    Proc,
     data_of,
     flags,
     seq_add,
@@ -20,6 +19,7 @@ from seashard.net.api import SocketAddress
 from seashard.net.native import tcp_layer
 from seashard.net.native.limits import NativeLimits
 from seashard.tcp.connection import State, TcpConfig
+from seashard.virtual_loop import Proc
 
 KEY = (PEER_IP, PEER_PORT, PORT)
 MASK = 0xFFFFFFFF
