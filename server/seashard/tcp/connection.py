@@ -100,8 +100,8 @@ Choices worth knowing:
   cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
-* ``error`` values: "connection reset", "connection refused", "timed out",
-  "connection aborted" (after our own ``abort()``).
+* ``error`` is a ``TcpError`` (or None): RESET, REFUSED, TIMED_OUT, ABORTED
+  (after our own ``abort()``); the glue maps it to an exception, never by text.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
-__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpError", "TcpStateError", "TcpStats"]
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -159,6 +159,19 @@ class State(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
     CLOSED = "CLOSED"
+
+
+class TcpError(enum.Enum):
+    """Why a connection closed badly (``Connection.error``); the value is the message."""
+
+    RESET = "connection reset"  # the peer's RST
+    REFUSED = "connection refused"  # a RST answering our SYN
+    TIMED_OUT = "timed out"  # retries, probes or keepalives unanswered
+    ABORTED = "connection aborted"  # our own abort()
+    CLOSED = "connection closed"  # an error already reported once (the glue sets it)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class GaveUp(enum.Enum):
@@ -317,7 +330,7 @@ class Connection:
         self.config = cfg
         self.state = State.CLOSED
         self.passive = passive
-        self.error: str | None = None
+        self.error: TcpError | None = None
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
@@ -613,7 +626,7 @@ class Connection:
         windows allow."""
         self._clock = now
         if self._fin_queued or self.state not in _WRITABLE:
-            raise TcpStateError(self.error or "connection closing")
+            raise TcpStateError(str(self.error or "connection closing"))
         n = self._sbuf.write(data)
         if n:
             self._mark_pushes(n)
@@ -689,7 +702,7 @@ class Connection:
             State.CLOSE_WAIT,
         ):
             self._emit(self.snd_max, _RST | _ACK)
-        self._set_closed("connection aborted")
+        self._set_closed(TcpError.ABORTED)
 
     def orphan(self, now: float, fin_wait_2_timeout: float | None, retries: int) -> None:
         """The application closed and will never read or write again (Linux: the
@@ -834,7 +847,7 @@ class Connection:
             ack_ok = True
         if flags & _RST:
             if ack_ok:
-                self._set_closed("connection refused")
+                self._set_closed(TcpError.REFUSED)
             return
         if not flags & _SYN:
             return
@@ -1857,7 +1870,7 @@ class Connection:
             synack = st is State.SYN_RECEIVED and self.passive
             if self._retries > (cfg.synack_retries if synack else cfg.syn_retries):
                 self.gave_up = GaveUp.SYNACK_RETRIES if synack else GaveUp.SYN_RETRIES
-                self._set_closed("timed out")
+                self._set_closed(TcpError.TIMED_OUT)
                 return
             self._rtt.backoff()
             self._send_syn(now, retransmit=True)
@@ -1879,7 +1892,7 @@ class Connection:
                     self._give_up_orphan(now)
                 else:
                     self.gave_up = GaveUp.RETRIES
-                    self._set_closed("timed out")
+                    self._set_closed(TcpError.TIMED_OUT)
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
         self._srec = None
@@ -1898,7 +1911,7 @@ class Connection:
     def _give_up_orphan(self, now: float) -> None:
         self._emit(self.snd_max, _RST | _ACK)
         self.gave_up = GaveUp.ORPHAN_RETRIES
-        self._set_closed("timed out")
+        self._set_closed(TcpError.TIMED_OUT)
 
     def _persist_interval(self) -> float:
         return min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
@@ -1915,7 +1928,7 @@ class Connection:
             return  # _output sends normally
         if self._probes_unanswered > self.config.max_retries:
             self.gave_up = GaveUp.PROBES
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         if self.orphan_retries is not None and self._persist_backoff >= self.orphan_retries:
             # An orphan whose peer keeps its window shut (answered or not): Linux's
@@ -1954,7 +1967,7 @@ class Connection:
         if self._ka_probes >= self.keepalive_count:
             self._emit(self.snd_max, _RST | _ACK)
             self.gave_up = GaveUp.KEEPALIVE
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.
         self._emit(seq_add(self.snd_una, -1), _ACK)
@@ -1967,11 +1980,11 @@ class Connection:
     def _on_rst(self) -> None:
         st = self.state
         if st is State.SYN_RECEIVED:
-            err = "connection reset" if self.passive else "connection refused"
+            err = TcpError.RESET if self.passive else TcpError.REFUSED
         elif st in (State.CLOSING, State.LAST_ACK):
             err = None  # we were closing anyway
         else:
-            err = "connection reset"
+            err = TcpError.RESET
         self._set_closed(err)
 
     def _enter_time_wait(self, now: float) -> None:
@@ -1988,7 +2001,7 @@ class Connection:
         self._ka_deadline = None
         self._fw2_deadline = None
 
-    def _set_closed(self, error: str | None) -> None:
+    def _set_closed(self, error: TcpError | None) -> None:
         self.state = State.CLOSED
         if error is not None and self.error is None:
             self.error = error

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from seashard.net.api import SocketAddress
-from seashard.tcp.connection import Connection, State, TcpStateError
+from seashard.tcp.connection import Connection, State, TcpError, TcpStateError
 
 if TYPE_CHECKING:
     from seashard.net.native.tcp_layer import TcpLayer
 
 FlowKey = tuple[str, int, int]  # remote ip, remote port, local port
+
+# What the app sees for each way a connection failed (anything else: BrokenPipeError).
+_EXCEPTIONS: dict[TcpError, type[OSError]] = {
+    TcpError.RESET: ConnectionResetError,
+    TcpError.REFUSED: ConnectionResetError,
+    TcpError.TIMED_OUT: TimeoutError,
+}
 
 
 class NativeConnection:
@@ -67,18 +74,15 @@ class NativeConnection:
     async def wait_established(self) -> None:
         while not self.tcp.was_established:
             if self.tcp.is_closed:
-                if self.tcp.error == "timed out":
-                    raise TimeoutError(self.tcp.error)
-                raise ConnectionRefusedError(self.tcp.error or "connection refused")
+                err = self.tcp.error
+                if err is TcpError.TIMED_OUT:
+                    raise TimeoutError(str(err))
+                raise ConnectionRefusedError(str(err or TcpError.REFUSED))
             await self._wait("_open_waiter")
 
     def _error(self) -> OSError:
-        err = self.tcp.error or "connection closed"
-        if "reset" in err or "refused" in err:
-            return ConnectionResetError(err)
-        if "timed out" in err:
-            return TimeoutError(err)
-        return BrokenPipeError(err)
+        err = self.tcp.error or TcpError.CLOSED
+        return _EXCEPTIONS.get(err, BrokenPipeError)(str(err))
 
     # connected_socket
 
