@@ -425,6 +425,12 @@ class Connection:
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
         self._out: list[Segment] = []
+        # --- added by issue 11 (input side; slots to add at merge) ---
+        # on_segment(defer=True) leaves the output to flush_output (a batch's one ACK).
+        self.output_due = False
+        # Header prediction (_fast_path) on; False runs every segment through the
+        # general machine (the differential test compares the two).
+        self.fast_path = True
 
     @classmethod
     def connect(
@@ -813,13 +819,21 @@ class Connection:
 
     # ------------------------------------------------------------ segment input
 
-    def on_segment(self, seg: Segment, now: float) -> None:
-        """Process one arriving segment (RFC 9293 3.10.7)."""
+    def on_segment(self, seg: Segment, now: float, defer: bool = False) -> None:
+        """Process one arriving segment (RFC 9293 3.10.7).  ``defer``: what it makes
+        due (ACK, data) is sent by the next :meth:`flush_output` instead of now, so
+        a batch of segments gets one ACK (the glue's batching)."""
         self._clock = now
         self.stats.segments_in += 1
         ts = seg.timestamps
         self._seg_tsecr = ts[1] if ts is not None and self.ts_ok else 0
         st = self.state
+        if st is State.ESTABLISHED and self.fast_path and self._fast_path(seg, ts, now):
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+            return
         if st is State.CLOSED:
             rst = rst_for(seg)
             if rst is not None:
@@ -834,7 +848,98 @@ class Connection:
         else:
             self._on_synchronized(seg, now)
         if self.state is not State.CLOSED:
-            self._output(now)
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+
+    def flush_output(self, now: float) -> None:
+        """Send what deferred ``on_segment`` calls made due (nothing if none)."""
+        if self.output_due:
+            self.output_due = False
+            self._clock = now
+            if self.state is not State.CLOSED:
+                self._output(now)
+
+    def _fast_path(self, seg: Segment, ts: tuple[int, int] | None, now: float) -> bool:
+        """Header prediction (Van Jacobson; Linux tcp_rcv_established): in
+        ESTABLISHED, the next in-order segment (data, or a pure ACK of new data or
+        of nothing outstanding) with only ACK/PSH set, timestamps that pass PAWS, no SACK blocks, nothing in recovery, no hole, no
+        probe and room for its data: handled here with exactly what the general
+        machine (``_on_synchronized``) would do for it.  Anything else: False, and
+        the general machine runs.
+
+        Unlike Linux, a changed window does not leave the fast path: our receiver
+        moves its right edge with every read (no rounding to MSS multiples), so
+        the peer's window changes on most segments; outside a duplicate ACK (not
+        taken here) the window is only used by the update rule, done below."""
+        flags = int(seg.flags)
+        if (flags & 0xF7) != _ACK or seg.seq != self.rcv_nxt or seg.sack_blocks:
+            return False
+        ts_ok = self.ts_ok
+        if ts_ok and (ts is None or seq_lt(ts[0], self.ts_recent)):
+            return False
+        payload = seg.payload
+        plen = len(payload)
+        ack = seg.ack
+        una = self.snd_una
+        if (
+            self._srec is not None
+            or self._cc.in_recovery
+            or self._probe_end is not None
+            or self._reasm
+            or self.fin_received
+        ):
+            return False
+        d = seq_diff(ack, una)
+        if d < 0 or seq_gt(ack, self.snd_max):
+            return False
+        if d == 0 and not plen and self.snd_max != una:
+            return False  # a duplicate ACK: the general machine counts it
+        if plen:
+            rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
+            if plen > rcv_wnd:
+                return False
+        seq = seg.seq
+        # --- from here on exactly _on_synchronized's steps for this segment ---
+        if ts_ok and seq_le(seq, self._last_ack_sent):
+            self.ts_recent = ts[0]  # type: ignore[index]  # RFC 7323 4.3
+            self.ts_recent_stamp = now
+        self._last_rx = now
+        self._probes_unanswered = 0
+        if self._ka_deadline is not None or self._ka_probes:
+            self._ka_reset(now)
+        if d:
+            self._ack_advance(ack, now)
+            if self.sack_ok:
+                self._sack_ack(seg, d, True, now)
+        # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
+        wl1 = self.snd_wl1
+        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            wnd = seg.window << self.snd_shift
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd and self._persist_deadline is not None:
+                self._persist_deadline = None
+                self._persist_backoff = 0
+        if plen:
+            # _process_text for in-order data that fits, with no hole to fill.
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            self._deliver(payload)
+            if plen > self._rcv_mss:
+                self._rcv_mss = min(plen, self.config.mss)
+            self._rx_unacked += plen
+            self._lrcvtime = now
+            quick = self._quick > 0 and not self._pingpong
+            if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
+                self._ack_now = True
+            elif self._delack_deadline is None and not self._ack_now:
+                self._delack_deadline = now + self.config.delayed_ack
+        return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
         flags = int(seg.flags)

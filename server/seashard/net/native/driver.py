@@ -4,17 +4,29 @@ The only place below TCP that touches an event loop or a clock: frames are read
 when the device fd is readable, and the Interface's timers (ARP retries) run on
 ``loop.call_at``. ``now`` is ``loop.time()`` everywhere, so deadlines and the
 loop's timers share one clock.
+
+Batching (Seastar's poller): every wakeup drains up to ``batch`` frames, and the
+whole batch is processed before anything is transmitted: with a ``batching``
+layer (the TcpLayer), its ``begin_batch``/``end_batch`` bracket the frames, so a
+connection sends at most one ACK per batch and its data after all the ACKs the
+batch brought.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from .devices import Device
 from .ipv4 import Interface
 
 log = logging.getLogger(__name__)
+
+
+class Batching(Protocol):
+    def begin_batch(self) -> None: ...
+    def end_batch(self) -> None: ...
 
 
 class Driver:
@@ -31,11 +43,13 @@ class Driver:
         loop: asyncio.AbstractEventLoop | None = None,
         *,
         batch: int = 64,
+        batching: Batching | None = None,
     ) -> None:
         self.device = device
         self.interface = interface
         self.loop = loop or asyncio.get_running_loop()
         self.batch = batch  # frames per wakeup, so one busy queue cannot starve other tasks
+        self.batching = batching
         self.device_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
@@ -69,12 +83,27 @@ class Driver:
     def pump(self) -> int:
         """Deliver up to ``batch`` waiting frames to the interface; returns how many."""
         n = 0
-        while n < self.batch:
-            frame = self.device.recv()
-            if frame is None:
-                break
-            self.interface.receive(frame, self.loop.time())
-            n += 1
+        recv = self.device.recv
+        receive = self.interface.receive
+        batching = self.batching
+        frame = recv()
+        if frame is None:
+            return 0
+        now = self.loop.time()
+        if batching is not None:
+            batching.begin_batch()
+        try:
+            while True:
+                receive(frame, now)
+                n += 1
+                if n >= self.batch:
+                    break
+                frame = recv()
+                if frame is None:
+                    break
+        finally:
+            if batching is not None:
+                batching.end_batch()
         return n
 
     def drain(self, batches: int = 16) -> None:

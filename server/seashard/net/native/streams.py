@@ -43,8 +43,7 @@ class NativeConnection:
         self.key: FlowKey = (remote.host, remote.port, local.port)
         self.on_established = on_established
         self.app_closed = False  # the app is done reading: discard what still arrives
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_when: float | None = None
+        self.timer_when: float | None = None  # its earliest entry in the layer's timer heap
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._open_waiter: asyncio.Future[None] | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import os
 import random
 import time
@@ -150,6 +151,12 @@ class TcpLayer:
         self.connections_total = 0
         self.segment_counts: Counter[FlowKey] = Counter()  # per live flow, for the admin table
         self._next_port = random.randrange(len(EPHEMERAL))
+        self._batch = 0  # > 0: inside a batch (begin_batch/end_batch)
+        self._dirty: dict[NativeConnection, None] = {}  # touched in this batch, in order
+        self._timers: list[tuple[float, int, NativeConnection]] = []  # see "timers" below
+        self._timer_seq = 0
+        self._loop_timer: asyncio.TimerHandle | None = None
+        self._loop_when: float | None = None
 
     def now(self) -> float:
         return self.loop.time()
@@ -184,6 +191,10 @@ class TcpLayer:
         """A segment this shard owns: to its connection, else to a listener or a reset."""
         key = (src_ip, pkt.src_port, pkt.dst_port)
         conn = self.conns.get(key)
+        if conn is not None and conn.tcp.state is State.CLOSED:
+            self._dirty.pop(conn, None)  # closed earlier in this batch: free it first
+            self._settle(conn)
+            conn = self.conns.get(key)
         self.stats["segments_in"] += 1
         seg = Segment(
             seq=pkt.seq,
@@ -209,9 +220,13 @@ class TcpLayer:
                 self.limit_drops["accept_queue_full"] += 1
                 return
             self.segment_counts[key] += 1
-            conn.tcp.on_segment(seg, now)
+            conn.tcp.on_segment(seg, now, defer=self._batch > 0)
             reopen = conn.tcp.reopen_syn
-            self.kick(conn)
+            if reopen is not None:
+                self._dirty.pop(conn, None)
+                self._settle(conn)  # frees the key now, for the new incarnation
+            else:
+                self.kick(conn)
             if reopen is not None and key not in self.conns:
                 # RFC 1122 4.2.2.13: the new ISS must be above the old incarnation's
                 # sequence numbers; Linux uses the old SND.NXT + 65535 + 2.
@@ -379,30 +394,60 @@ class TcpLayer:
 
     # --------------------------------------------------------------- output
 
+    def begin_batch(self) -> None:
+        """Frames of one device wakeup follow: defer every connection's output to
+        :meth:`end_batch`, so each sends at most one ACK for the whole batch."""
+        self._batch += 1
+
+    def end_batch(self) -> None:
+        self._batch -= 1
+        if self._batch == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what the touched connections queued, once each, in the order touched."""
+        dirty = self._dirty
+        while dirty:
+            conn = next(iter(dirty))
+            del dirty[conn]
+            self._settle(conn)
+        self._arm()
+
     def kick(self, conn: NativeConnection) -> None:
-        """After any event: send what the machine queued, re-arm its timer, wake the app."""
+        """After any event: send what the machine queued, re-arm its timer, wake the app.
+        Inside a batch this only marks the connection: :meth:`flush` does the rest."""
+        if self._batch:
+            self._dirty[conn] = None
+            return
+        self._dirty.pop(conn, None)
+        self._settle(conn)
+        self._arm()
+
+    def _settle(self, conn: NativeConnection) -> None:
         now = self.now()
         tcp = conn.tcp
-        remote, rport, lport = conn.key
+        if tcp.output_due:
+            tcp.flush_output(now)  # the ACK (and data) for the segments of the batch
         if conn.app_closed:
             if tcp.orphan_retries is None:
                 tcp.orphan(now, self.limits.fin_timeout, self.limits.orphan_retries)
             if tcp.unread:
                 tcp.recv(now=now)  # nobody will read it; the window update goes out below
-        for seg in tcp.segments_out():
-            self._transmit(remote, lport, rport, seg, now)
-        if tcp.state is State.TIME_WAIT and conn.key not in self._time_wait:
+        out = tcp.segments_out()
+        if out:
+            remote, rport, lport = conn.key
+            for seg in out:
+                self._transmit(remote, lport, rport, seg, now)
+        state = tcp.state
+        if state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
         if tcp.is_closed:
             self._forget(conn)
         else:
             deadline = tcp.next_deadline()
-            if deadline != conn.timer_when:
-                if conn.timer is not None:
-                    conn.timer.cancel()
-                conn.timer = (
-                    None if deadline is None else self.loop.call_at(deadline, self._on_timer, conn)
-                )
+            if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
+                self._timer_seq += 1
+                heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
                 conn.timer_when = deadline
         conn.wake()
 
@@ -420,9 +465,52 @@ class TcpLayer:
                 "connections, --max-tw-buckets): closing without TIME_WAIT"
             )
 
-    def _on_timer(self, conn: NativeConnection) -> None:
-        conn.timer = None
-        conn.timer_when = None
+    # ------------------------------------------------------------- timers
+    #
+    # One heap for the shard: (deadline, order, connection).  An entry is pushed
+    # when a connection's deadline moves earlier than the one it has queued; one
+    # that moved later is left and re-queued when it comes up (Linux's lazy
+    # sk_reset_timer), so a busy connection does not churn the heap, and an idle
+    # one with no deadline holds nothing.  The loop sees one timer, at the
+    # earliest true deadline (``next_deadline``).
+
+    def _pop_timer(self) -> tuple[float, NativeConnection]:
+        when, _, conn = heapq.heappop(self._timers)
+        if conn.timer_when == when:
+            conn.timer_when = None
+        return when, conn
+
+    def _requeue(self, conn: NativeConnection, deadline: float | None) -> None:
+        if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+            conn.timer_when = deadline
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next run (None: no connection has a deadline)."""
+        timers = self._timers
+        while timers:
+            when, _, conn = timers[0]
+            if self.conns.get(conn.key) is conn:
+                deadline = conn.tcp.next_deadline()
+                if deadline == when:
+                    return when
+            else:
+                deadline = None
+            self._pop_timer()
+            self._requeue(conn, deadline)
+        return None
+
+    def poll(self, now: float) -> None:
+        """Run every connection timer due at ``now``."""
+        while True:
+            when = self.next_deadline()
+            if when is None or when > now:
+                return
+            _, conn = self._pop_timer()
+            self._on_timer(conn, now)
+
+    def _on_timer(self, conn: NativeConnection, now: float) -> None:
         if self.drain is not None and conn.tcp.bytes_in_flight:
             # A loss timer (RTO, TLP, RACK) decides from the ACKs seen so far.  The
             # loop runs due timers before the frames still queued on the device (a
@@ -431,10 +519,30 @@ class TcpLayer:
             # has long done.  (A spurious probe's answer may reach a connection
             # already freed: a RST and a "no connection" count.)
             self.drain()
-            if self.conns.get(conn.key) is not conn or conn.timer is not None:
-                return  # closed by what came in, or re-armed by it (kick ran)
-        conn.tcp.on_timer(self.now())
+            if self.conns.get(conn.key) is not conn:
+                return  # closed by what came in
+            deadline = conn.tcp.next_deadline()
+            if deadline is None or deadline > now:
+                self._requeue(conn, deadline)
+                return  # re-armed by it
+        conn.tcp.on_timer(now)
         self.kick(conn)
+
+    def _arm(self) -> None:
+        """The asyncio side: one loop timer at the shard's earliest deadline."""
+        when = self.next_deadline()
+        if when == self._loop_when:
+            return
+        if self._loop_timer is not None:
+            self._loop_timer.cancel()
+        self._loop_when = when
+        self._loop_timer = None if when is None else self.loop.call_at(when, self._on_loop_timer)
+
+    def _on_loop_timer(self) -> None:
+        self._loop_timer = None
+        self._loop_when = None
+        self.poll(self.now())
+        self._arm()
 
     def _forget(self, conn: NativeConnection) -> None:
         if self.conns.get(conn.key) is conn:
@@ -444,10 +552,7 @@ class TcpLayer:
             self.segment_counts.pop(conn.key, None)
             if conn.tcp.gave_up is not None:
                 self.gave_up[conn.tcp.gave_up.value] += 1
-        if conn.timer is not None:
-            conn.timer.cancel()
-            conn.timer = None
-            conn.timer_when = None
+        conn.timer_when = None  # its heap entries are dropped as they come up
         if conn.on_established is not None and not conn.tcp.was_established:
             listener = self.listeners.get(conn.key[2])
             if listener is not None:  # a half-open connection that never made it
