@@ -864,10 +864,11 @@ class Connection:
     def _fast_path(self, seg: Segment, ts: tuple[int, int] | None, now: float) -> bool:
         """Header prediction (Van Jacobson; Linux tcp_rcv_established): in
         ESTABLISHED, the next in-order segment (data, or a pure ACK of new data or
-        of nothing outstanding) with only ACK/PSH set, timestamps that pass PAWS, no SACK blocks, nothing in recovery, no hole, no
-        probe and room for its data: handled here with exactly what the general
-        machine (``_on_synchronized``) would do for it.  Anything else: False, and
-        the general machine runs.
+        of nothing outstanding) with only ACK/PSH set, timestamps that pass PAWS,
+        no SACK blocks, nothing in recovery, no hole, no probe and room for its
+        data: handled here with exactly what the general machine
+        (``_on_synchronized``) would do for it.  Anything else: False, and the
+        general machine runs.
 
         Unlike Linux, a changed window does not leave the fast path: our receiver
         moves its right edge with every read (no rounding to MSS multiples), so
