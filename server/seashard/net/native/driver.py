@@ -73,7 +73,7 @@ class Driver:
             frame = self.device.recv()
             if frame is None:
                 break
-            self.interface.receive(frame, self.loop.time())
+            self.interface.receive(frame, self.loop.time(), self.device.rx_csum_valid)
             n += 1
         return n
 
