@@ -85,6 +85,7 @@ class Driver:
         n = 0
         recv = self.device.recv
         receive = self.interface.receive
+        device = self.device
         batching = self.batching
         frame = recv()
         if frame is None:
@@ -94,7 +95,7 @@ class Driver:
             batching.begin_batch()
         try:
             while True:
-                receive(frame, now)
+                receive(frame, now, device.rx_csum_valid)
                 n += 1
                 if n >= self.batch:
                     break
