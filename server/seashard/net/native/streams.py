@@ -49,6 +49,8 @@ class NativeConnection:
         self._open_waiter: asyncio.Future[None] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        # --- added by issue 11 (slots to add at merge) ---
+        self.tx: tuple[bytes, int, int, int, float] | None = None  # TcpLayer._template
 
     # called by the layer after every event on this connection
 
