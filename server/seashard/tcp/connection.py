@@ -148,6 +148,10 @@ _FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machin
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (``state in _SENDING`` runs
+    # on every segment; Enum's own __hash__ is Python code).
+    __hash__ = object.__hash__
+
     LISTEN = "LISTEN"
     SYN_SENT = "SYN_SENT"
     SYN_RECEIVED = "SYN_RECEIVED"
@@ -754,6 +758,11 @@ class Connection:
         elif self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             self._ka_probes = 0
             self._ka_deadline = max(self._last_rx + idle, now)
+
+    @property
+    def output_pending(self) -> bool:
+        """Segments wait in ``segments_out()``."""
+        return bool(self._out)
 
     def segments_out(self) -> list[Segment]:
         """Take the segments that must be sent now, in order."""

@@ -59,10 +59,15 @@ class NativeConnection:
         if self.on_established is not None and tcp.was_established:
             callback, self.on_established = self.on_established, None
             callback(self)
-        for attr in ("_read_waiter", "_write_waiter", "_open_waiter"):
-            fut = getattr(self, attr)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        fut = self._read_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        fut = self._write_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        fut = self._open_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def _wait(self, attr: str) -> None:
         fut = self.layer.loop.create_future()
@@ -115,7 +120,9 @@ class NativeConnection:
                 data = tcp.recv(now=self.layer.now())
                 self.bytes_in += len(data)
                 self.layer.stats["bytes_in"] += len(data)
-                self.layer.kick(self)  # a window update may be due
+                if tcp.output_pending or self.app_closed:
+                    self.layer.kick(self)  # a window update is due
+                # (else nothing to send, and a read moves no deadline earlier)
                 return data
             if tcp.at_eof:
                 return b""

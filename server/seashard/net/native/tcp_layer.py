@@ -171,6 +171,7 @@ class TcpLayer:
         self._timer_seq = 0
         self._loop_timer: asyncio.TimerHandle | None = None
         self._loop_when: float | None = None
+        self._loop_stale = False  # the loop timer may be set for a dropped entry
         self._pseudo: dict[str, int] = {}  # remote ip -> TCP pseudo-header sum (length 0)
         self._broadcast = ("255.255.255.255", str(interface.config.network.broadcast_address))
 
@@ -445,11 +446,15 @@ class TcpLayer:
         if self._batch:
             self._dirty[conn] = None
             return
-        self._dirty.pop(conn, None)
-        self._settle(conn)
-        self._arm()
+        if self._dirty:
+            self._dirty.pop(conn, None)
+        timers = self._timers
+        top = timers[0] if timers else None
+        if self._settle(conn) or (top is not None and top[2] is conn) or self._loop_stale:
+            self._arm()  # an earlier deadline, or the one the loop timer is set for moved
 
-    def _settle(self, conn: NativeConnection) -> None:
+    def _settle(self, conn: NativeConnection) -> bool:
+        """Returns True when it queued a deadline earlier than the loop timer's."""
         now = self.now()
         tcp = conn.tcp
         if tcp.output_due:
@@ -467,6 +472,7 @@ class TcpLayer:
         state = tcp.state
         if state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
+        earlier = False
         if tcp.is_closed:
             self._forget(conn)
         else:
@@ -475,7 +481,10 @@ class TcpLayer:
                 self._timer_seq += 1
                 heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
                 conn.timer_when = deadline
+                loop_when = self._loop_when
+                earlier = loop_when is None or deadline < loop_when
         conn.wake()
+        return earlier
 
     def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
         if len(self._time_wait) < self.limits.max_tw_buckets:
@@ -556,6 +565,7 @@ class TcpLayer:
 
     def _arm(self) -> None:
         """The asyncio side: one loop timer at the shard's earliest deadline."""
+        self._loop_stale = False
         when = self.next_deadline()
         if when == self._loop_when:
             return
@@ -579,6 +589,7 @@ class TcpLayer:
             if conn.tcp.gave_up is not None:
                 self.gave_up[conn.tcp.gave_up.value] += 1
         conn.timer_when = None  # its heap entries are dropped as they come up
+        self._loop_stale = True  # ... and one may be what the loop timer is set for
         if conn.on_established is not None and not conn.tcp.was_established:
             listener = self.listeners.get(conn.key[2])
             if listener is not None:  # a half-open connection that never made it
