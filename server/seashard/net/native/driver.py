@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from .devices import Device
@@ -151,3 +152,37 @@ class Driver:
         self._timer = None
         self.interface.poll(self.loop.time())
         self._rearm()
+
+
+class LoopTimer:
+    """The asyncio side of a sans-IO component's timers: one loop timer, always at
+    its ``next_deadline()``, which runs ``poll(now)`` (the TcpLayer's connection
+    timers: one per shard, however many connections)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        poll: Callable[[float], None],
+        next_deadline: Callable[[], float | None],
+    ) -> None:
+        self.loop = loop
+        self.poll = poll
+        self.next_deadline = next_deadline
+        self.when: float | None = None  # what the loop timer is set for
+        self._handle: asyncio.TimerHandle | None = None
+
+    def update(self) -> None:
+        """Re-arm at ``next_deadline()`` (after anything that may have moved it)."""
+        when = self.next_deadline()
+        if when == self.when:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self.when = when
+        self._handle = None if when is None else self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.when = None
+        self.poll(self.loop.time())
+        self.update()

@@ -1,9 +1,21 @@
 """One shard's TCP endpoints on the native stack: demultiplexing, listeners, timers, output.
 
-Segments arrive from the Interface (already IPv4-checked), are parsed with
-seashard.wire.tcp and handed to the owning sans-IO Connection; what it emits is
-built and sent back through the Interface. Each connection has one loop timer
-at the machine's next deadline; the clock is the loop's.
+Segments arrive from the Interface (already IPv4-checked), are parsed straight
+into the machine's ``Segment`` (``wire.tcp.parse_segment``) and handed to the
+owning sans-IO Connection; what it emits is written into per-connection header
+templates (Ethernet + IPv4 + ports built once, the neighbour's MAC from ARP) and
+sent through the Interface.
+
+Batching (Seastar's poller): the Driver brackets the frames of one device
+wakeup with ``begin_batch``/``end_batch``; inside, a connection's input is
+processed at once but its output is deferred (``Connection.on_segment(defer=)``),
+and ``flush`` then sends each touched connection's segments once: at most one
+ACK per connection per batch, its data after every ACK the batch brought.
+
+Timers are the layer's, sans-IO: one heap per shard (``next_deadline``,
+``poll(now)``), lazily re-queued, so an idle connection with no deadline holds
+no timer; ``driver.LoopTimer`` is the asyncio side, one loop timer per shard.
+The clock is the loop's (``now()``).
 
 Which shard owns a flow: the device queue it arrived on (the kernel's flow
 hash), except for connections this shard opened itself (their local port is
@@ -33,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
+from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
 from seashard.tcp.connection import Connection, State, TcpConfig
@@ -169,8 +182,8 @@ class TcpLayer:
         self._dirty: dict[NativeConnection, None] = {}  # touched in this batch, in order
         self._timers: list[tuple[float, int, NativeConnection]] = []  # see "timers" below
         self._timer_seq = 0
-        self._loop_timer: asyncio.TimerHandle | None = None
-        self._loop_when: float | None = None
+        # The asyncio side of the timers: one loop timer at next_deadline(), running poll.
+        self.timer = LoopTimer(loop, self.poll, self.next_deadline)
         self._loop_stale = False  # the loop timer may be set for a dropped entry
         self._pseudo: dict[str, int] = {}  # remote ip -> TCP pseudo-header sum (length 0)
         self._broadcast = ("255.255.255.255", str(interface.config.network.broadcast_address))
@@ -481,7 +494,7 @@ class TcpLayer:
                 self._timer_seq += 1
                 heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
                 conn.timer_when = deadline
-                loop_when = self._loop_when
+                loop_when = self.timer.when
                 earlier = loop_when is None or deadline < loop_when
         conn.wake()
         return earlier
@@ -564,21 +577,8 @@ class TcpLayer:
         self.kick(conn)
 
     def _arm(self) -> None:
-        """The asyncio side: one loop timer at the shard's earliest deadline."""
         self._loop_stale = False
-        when = self.next_deadline()
-        if when == self._loop_when:
-            return
-        if self._loop_timer is not None:
-            self._loop_timer.cancel()
-        self._loop_when = when
-        self._loop_timer = None if when is None else self.loop.call_at(when, self._on_loop_timer)
-
-    def _on_loop_timer(self) -> None:
-        self._loop_timer = None
-        self._loop_when = None
-        self.poll(self.now())
-        self._arm()
+        self.timer.update()
 
     def _forget(self, conn: NativeConnection) -> None:
         if self.conns.get(conn.key) is conn:
