@@ -32,7 +32,7 @@ from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
-from seashard.tcp.connection import Connection, State, TcpConfig
+from seashard.tcp.connection import TSO_MAX, Connection, State, TcpConfig
 from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.reassembly import ReassemblyBudget
@@ -128,6 +128,7 @@ class TcpLayer:
             limits.tcp_profile,
             mss=interface.config.mtu - 40,
             synack_retries=limits.synack_retries,
+            tso_max=TSO_MAX if "tso4" in interface.offloads else 0,  # the device cuts them
             **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
@@ -391,7 +392,7 @@ class TcpLayer:
             if tcp.unread:
                 tcp.recv(now=now)  # nobody will read it; the window update goes out below
         for seg in tcp.segments_out():
-            self._transmit(remote, lport, rport, seg, now)
+            self._transmit(remote, lport, rport, seg, now, tcp.mss)
         if tcp.state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
         if tcp.is_closed:
@@ -455,7 +456,9 @@ class TcpLayer:
                 listener.half_open -= 1
             conn.on_established = None
 
-    def _transmit(self, remote: str, lport: int, rport: int, seg: Segment, now: float) -> None:
+    def _transmit(
+        self, remote: str, lport: int, rport: int, seg: Segment, now: float, mss: int = 0
+    ) -> None:
         pkt = TcpPacket(
             lport,
             rport,
@@ -471,7 +474,12 @@ class TcpLayer:
             sack_blocks=seg.sack_blocks,
         )
         self.stats["segments_out"] += 1
-        self.interface.send_ipv4(remote, IpProto.TCP, pkt.build(self.interface.ip, remote), now)
+        # Offloads (devices.py): a payload above the MSS is cut by the device (gso_size),
+        # and with "csum" the device completes the checksum.
+        gso = mss if mss and len(seg.payload) > mss else 0
+        partial = bool(gso) or "csum" in self.interface.offloads
+        data = pkt.build(self.interface.ip, remote, csum_partial=partial)
+        self.interface.send_ipv4(remote, IpProto.TCP, data, now, gso_size=gso, csum_partial=partial)
 
     # ------------------------------------------------------------- app calls
 
