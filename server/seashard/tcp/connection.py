@@ -57,6 +57,12 @@ What is implemented (RFC numbers are the references the code follows):
   bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
   window and for FIN).  Linux's values are named in ``profile.py``.
+* TSO and GRO (``tso_max``, off by default): new data leaves in segments of up
+  to ``tso_max`` bytes (whole MSS multiples but the tail of the queue) within
+  cwnd, the peer's window and PRR, for the device to cut into MSS-sized ones;
+  retransmissions and probes stay within the MSS; RACK and the TLP see the
+  MSS-sized wire segments.  Segments above the MSS (GRO-merged) are taken whole,
+  and rcv_mss measures the peer's MSS units in them, as Linux's gso_size.
 * Zero-window probing (Linux's pure ACK at SND.UNA - 1, or with
   ``zero_window_probe="byte"`` one byte of new data; exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
@@ -137,6 +143,8 @@ TLP_MIN = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
 TLP_FLOOR = 0.05
 PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
 TS_OPTION_LEN = 12  # NOP NOP TS: on every segment once timestamps are on
+# The largest TSO payload: an IPv4 datagram (65535) less its header and the largest TCP one.
+TSO_MAX = 65535 - 20 - 60
 
 # Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
 _FIN = int(Flags.FIN)
@@ -259,6 +267,9 @@ class TcpConfig:
     challenge_ack_interval: float = 1.0
     rfc1337: bool = True  # ignore RST in TIME-WAIT (RFC 1337); False: RST closes it
     fin_wait_2_timeout: float | None = None  # None: FIN-WAIT-2 waits for the peer forever
+    # TSO (the device cuts segments): the largest payload of one outgoing segment;
+    # 0: never more than the MSS.  New data only; retransmissions stay within the MSS.
+    tso_max: int = 0
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> TcpConfig:
@@ -287,6 +298,8 @@ class TcpConfig:
             raise ValueError("need 0 < rto_min <= rto_max")
         if self.zero_window_probe not in ("ack", "byte"):
             raise ValueError(f"zero_window_probe {self.zero_window_probe!r}: 'ack' or 'byte'")
+        if not 0 <= self.tso_max <= TSO_MAX:
+            raise ValueError(f"tso_max {self.tso_max} out of range 0..{TSO_MAX}")
 
 
 @dataclass(slots=True)
@@ -941,14 +954,8 @@ class Connection:
                 payload = bytes(payload)
             self._deliver(payload)
             if plen > self._rcv_mss:
-                self._rcv_mss = min(plen, self.config.mss)
-            self._rx_unacked += plen
-            self._lrcvtime = now
-            quick = self._quick > 0 and not self._pingpong
-            if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
-                self._ack_now = True
-            elif self._delack_deadline is None and not self._ack_now:
-                self._delack_deadline = now + self.config.delayed_ack
+                self._measure_rcv_mss(plen)
+            self._ack_check(plen, now)
         return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
@@ -1513,7 +1520,7 @@ class Connection:
         if plen:
             self._deliver(payload)
             if plen > self._rcv_mss:
-                self._rcv_mss = min(plen, self.config.mss)
+                self._measure_rcv_mss(plen)
         if had_gap:
             for chunk in reasm.pop_ready(self._rcv_off):
                 self._deliver(chunk)
@@ -1524,6 +1531,10 @@ class Connection:
         if fin:
             self._on_fin(now, with_data=plen > 0)
             return
+        self._ack_check(plen, now)
+
+    def _ack_check(self, plen: int, now: float) -> None:
+        """In-order data taken: an ACK now or a delayed one (also the fast path's)."""
         self._rx_unacked += plen
         # Linux __tcp_ack_snd_check: at once in quickack mode, or when more than one
         # full-sized segment (bytes, so a GRO-merged one counts as many) is unACKed.
@@ -1533,6 +1544,17 @@ class Connection:
             self._ack_now = True
         elif self._delack_deadline is None and not self._ack_now:
             self._delack_deadline = now + self.config.delayed_ack
+
+    def _measure_rcv_mss(self, plen: int) -> None:
+        """Linux tcp_measure_rcv_mss: the largest segment seen, at most our MSS.  A
+        segment above our MSS was merged by GRO (or never cut by the local sender's
+        TSO): Linux measures its gso_size, the segments the peer sent, which under
+        our MSS option are our MSS less the timestamp option."""
+        cap = self.config.mss
+        if plen > cap:
+            plen = cap - TS_OPTION_LEN if self.ts_ok else cap
+        if plen > self._rcv_mss:
+            self._rcv_mss = plen
 
     def _deliver(self, data: bytes) -> None:
         n = len(data)
@@ -1597,6 +1619,9 @@ class Connection:
         sbuf = self._sbuf
         total = len(sbuf)
         mss = self.mss
+        # TSO: new data goes out in segments of up to tso_max (whole MSS multiples but
+        # the tail of the queue), the device cutting them into MSS-sized ones.
+        tso = self.config.tso_max
         cc = self._cc
         nagle = self.nagle
         if (
@@ -1621,6 +1646,11 @@ class Connection:
             wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
             if avail > 0:
                 n = mss
+                if tso > mss and not seq_lt(self.snd_nxt, self.snd_max):
+                    n = tso
+                    half = self.max_snd_wnd >> 1  # Linux tcp_bound_to_half_wnd
+                    if half < n and self.max_snd_wnd > DEFAULT_MSS:
+                        n = half if half > mss else mss
                 if board is not None and seq_lt(self.snd_nxt, self.snd_max):
                     # Going back after a timeout: skip what the peer SACKed.
                     end = board.sacked_at(self.snd_nxt, self.snd_una)
@@ -1641,6 +1671,8 @@ class Connection:
                     n = room
                 if n <= 0:
                     break
+                if n > mss and n < avail:
+                    n -= n % mss  # a TSO segment's wire segments are all full-sized
                 if n < mss and in_flight > 0:
                     # Sender SWS avoidance: a short segment that does not empty the
                     # queue waits unless it is at least half the largest window seen.
@@ -1711,9 +1743,21 @@ class Connection:
                 rack.retransmitted(seq, end, now, self.snd_una)
         else:
             stats.bytes_out += n
-            if rack is not None and self.sack_ok and n:
-                rack.sent(seq, end, now)
-            self._last_seg_start = seq
+            mss = self.mss
+            if n > mss:  # TSO: what RACK and the TLP see are the wire segments
+                last = seq_add(seq, (n - 1) // mss * mss)
+                if rack is not None and self.sack_ok:
+                    s = seq
+                    while s != last:
+                        nxt = seq_add(s, mss)
+                        rack.sent(s, nxt, now)
+                        s = nxt
+                    rack.sent(last, end, now)
+                self._last_seg_start = last
+            else:
+                if rack is not None and self.sack_ok and n:
+                    rack.sent(seq, end, now)
+                self._last_seg_start = seq
             if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
                 self._pingpong = True  # Linux tcp_event_data_sent
             if self._rtt_seq is None:

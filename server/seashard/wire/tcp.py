@@ -324,8 +324,12 @@ class TcpPacket:
             self.unknown_options,
         )
 
-    def build(self, src_ip: str | bytes, dst_ip: str | bytes) -> bytes:
-        """The segment bytes with a checksum computed under the pseudo-header."""
+    def build(
+        self, src_ip: str | bytes, dst_ip: str | bytes, *, csum_partial: bool = False
+    ) -> bytes:
+        """The segment bytes with a checksum computed under the pseudo-header;
+        ``csum_partial``: the folded pseudo-header sum only, for a device to complete
+        (checksum offload, ``wire/vnet.py``)."""
         options = self.build_options()
         hlen = 20 + len(options)
         segment = bytearray(
@@ -343,5 +347,9 @@ class TcpPacket:
         )
         segment += options
         segment += self.payload
-        struct.pack_into("!H", segment, 16, tcp_checksum(src_ip, dst_ip, segment))
+        if csum_partial:
+            csum = pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment))
+        else:
+            csum = tcp_checksum(src_ip, dst_ip, segment)
+        struct.pack_into("!H", segment, 16, csum)
         return bytes(segment)

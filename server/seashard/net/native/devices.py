@@ -276,6 +276,8 @@ class TapDevice(_VnetRx):
                 os.write(self._fd, frame)
             else:
                 os.writev(self._fd, (vnet.header_for(frame, gso_size, csum_partial), frame))
+                if gso_size:
+                    self.stats["tx_gso_frames"] += 1
         except (OSError, ValueError):  # EAGAIN when full, EIO while the link is down
             return False
         return True
@@ -293,8 +295,9 @@ class TapDevice(_VnetRx):
 
 
 def _tun_ioctl(fd: int, request: int, value: int) -> None:
-    """A TUNSET* ioctl taking an int (module-level, so tests can make the kernel refuse)."""
-    fcntl.ioctl(fd, request, value)
+    """TUNSETOFFLOAD (an int by value) or TUNSETVNETHDRSZ (a pointer to an int);
+    module-level, so tests can make the kernel refuse."""
+    fcntl.ioctl(fd, request, struct.pack("i", value) if request == TUNSETVNETHDRSZ else value)
 
 
 def _send_all(write: Callable[[bytes], object], frames: list[bytes]) -> bool:
@@ -399,6 +402,8 @@ class PacketDevice(_VnetRx):
         try:
             if self._vnet:
                 self._sock.sendmsg((vnet.header_for(frame, gso_size, csum_partial), frame))
+                if gso_size:
+                    self.stats["tx_gso_frames"] += 1
             elif gso_size or csum_partial:
                 return _send_all(
                     self._sock.send, vnet.software_offload(frame, gso_size, csum_partial)

@@ -246,6 +246,7 @@ class NativeStack:
             # one series per shard, the negotiated set as its label (admin.py LABELS)
             "device_offloads": {offloads_label(self.offloads): 1},
             "device_gso_frames_received": self._device_stat("rx_gso_frames"),
+            "device_gso_frames_sent": self._device_stat("tx_gso_frames"),
             **self._limit_metrics(),
             **{k: v for k, v in counters.items() if k.startswith(("arp_", "icmp_", "ipv4_"))},
         }

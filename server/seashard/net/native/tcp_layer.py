@@ -48,7 +48,7 @@ from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddre
 from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
-from seashard.tcp.connection import Connection, State, TcpConfig
+from seashard.tcp.connection import TSO_MAX, Connection, State, TcpConfig
 from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.reassembly import ReassemblyBudget
@@ -156,6 +156,7 @@ class TcpLayer:
             limits.tcp_profile,
             mss=interface.config.mtu - 40,
             synack_retries=limits.synack_retries,
+            tso_max=TSO_MAX if "tso4" in interface.offloads else 0,  # the device cuts them
             **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
@@ -596,11 +597,17 @@ class TcpLayer:
                 listener.half_open -= 1
             conn.on_established = None
 
-    def _transmit(self, remote: str, lport: int, rport: int, seg: Segment, now: float) -> None:
-        """A segment of no connection (RST, SYN cookie), through the Interface."""
+    def _transmit(
+        self, remote: str, lport: int, rport: int, seg: Segment, now: float, mss: int = 0
+    ) -> None:
+        """A segment through the Interface's general path: of no connection (RST, SYN
+        cookie), or of one whose neighbour is not resolved (ARP queues it).
+        Offloads (devices.py): a payload above the MSS is cut by the device
+        (gso_size), and with "csum" the device completes the checksum."""
         self.stats["segments_out"] += 1
         iface = self.interface
-        partial = "csum" in iface.offloads
+        gso = mss if mss and len(seg.payload) > mss else 0
+        partial = bool(gso) or "csum" in iface.offloads
         opts = build_options(
             seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
         )
@@ -621,7 +628,7 @@ class TcpLayer:
         data += seg.payload
         pseudo = pseudo_header_sum(iface.ip, remote, IpProto.TCP, len(data))
         _CSUM.pack_into(data, 16, pseudo if partial else internet_checksum(data, pseudo))
-        iface.send_ipv4(remote, IpProto.TCP, bytes(data), now, csum_partial=partial)
+        iface.send_ipv4(remote, IpProto.TCP, bytes(data), now, gso_size=gso, csum_partial=partial)
 
     # Per-connection header templates: the Ethernet + IPv4 header and the ports are
     # built once per connection (the neighbour's MAC from ARP; rebuilt when ARP's
@@ -662,7 +669,7 @@ class TcpLayer:
             tx = conn.tx = self._template(conn, now)
             if tx is None:
                 remote, rport, lport = conn.key
-                self._transmit(remote, lport, rport, seg, now)
+                self._transmit(remote, lport, rport, seg, now, mss)
                 return
         self.stats["segments_out"] += 1
         prefix, ip_sum, pseudo, _, _ = tx
