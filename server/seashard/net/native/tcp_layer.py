@@ -448,11 +448,16 @@ class TcpLayer:
     def flush(self) -> None:
         """Send what the touched connections queued, once each, in the order touched."""
         dirty = self._dirty
+        timers = self._timers
+        top = timers[0][2] if timers else None
+        rearm = self._loop_stale
         while dirty:
             conn = next(iter(dirty))
             del dirty[conn]
-            self._settle(conn)
-        self._arm()
+            if self._settle(conn) or conn is top:
+                rearm = True  # an earlier deadline, or the loop timer's one moved
+        if rearm:
+            self._arm()
 
     def kick(self, conn: NativeConnection) -> None:
         """After any event: send what the machine queued, re-arm its timer, wake the app.
