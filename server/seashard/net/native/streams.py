@@ -135,8 +135,22 @@ class NativeConnection:
     # output_stream
 
     async def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        if not data:
+            return
+        layer = self.layer
+        try:
+            n = self.tcp.send(data, layer.now())
+        except TcpStateError:
+            raise self._error() from None
+        if n:
+            self.bytes_out += n
+            layer.stats["bytes_out"] += n
+            layer.kick(self)
+            if n == len(data):
+                return  # the common case: it all fit in the send buffer
+        view = memoryview(data)[n:]
         while view:
+            await self._wait("_write_waiter")
             try:
                 n = self.tcp.send(view, self.layer.now())
             except TcpStateError:
@@ -146,8 +160,6 @@ class NativeConnection:
                 self.layer.stats["bytes_out"] += n
                 view = view[n:]
                 self.layer.kick(self)
-            if view:
-                await self._wait("_write_waiter")
 
     async def flush(self) -> None:
         """Everything written is in the TCP send buffer already; surface a dead connection."""
