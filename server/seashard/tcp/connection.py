@@ -106,8 +106,8 @@ Choices worth knowing:
   cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
-* ``error`` values: "connection reset", "connection refused", "timed out",
-  "connection aborted" (after our own ``abort()``).
+* ``error`` is a ``TcpError`` (or None): RESET, REFUSED, TIMED_OUT, ABORTED
+  (after our own ``abort()``); the glue maps it to an exception, never by text.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
-__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpError", "TcpStateError", "TcpStats"]
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -156,6 +156,10 @@ _FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machin
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (``state in _SENDING`` runs
+    # on every segment; Enum's own __hash__ is Python code).
+    __hash__ = object.__hash__
+
     LISTEN = "LISTEN"
     SYN_SENT = "SYN_SENT"
     SYN_RECEIVED = "SYN_RECEIVED"
@@ -167,6 +171,19 @@ class State(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
     CLOSED = "CLOSED"
+
+
+class TcpError(enum.Enum):
+    """Why a connection closed badly (``Connection.error``); the value is the message."""
+
+    RESET = "connection reset"  # the peer's RST
+    REFUSED = "connection refused"  # a RST answering our SYN
+    TIMED_OUT = "timed out"  # retries, probes or keepalives unanswered
+    ABORTED = "connection aborted"  # our own abort()
+    CLOSED = "connection closed"  # an error already reported once (the glue sets it)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class GaveUp(enum.Enum):
@@ -330,7 +347,7 @@ class Connection:
         self.config = cfg
         self.state = State.CLOSED
         self.passive = passive
-        self.error: str | None = None
+        self.error: TcpError | None = None
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
@@ -425,6 +442,12 @@ class Connection:
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
         self._out: list[Segment] = []
+        # --- added by issue 11 (input side; slots to add at merge) ---
+        # on_segment(defer=True) leaves the output to flush_output (a batch's one ACK).
+        self.output_due = False
+        # Header prediction (_fast_path) on; False runs every segment through the
+        # general machine (the differential test compares the two).
+        self.fast_path = True
 
     @classmethod
     def connect(
@@ -626,7 +649,7 @@ class Connection:
         windows allow."""
         self._clock = now
         if self._fin_queued or self.state not in _WRITABLE:
-            raise TcpStateError(self.error or "connection closing")
+            raise TcpStateError(str(self.error or "connection closing"))
         n = self._sbuf.write(data)
         if n:
             self._mark_pushes(n)
@@ -702,7 +725,7 @@ class Connection:
             State.CLOSE_WAIT,
         ):
             self._emit(self.snd_max, _RST | _ACK)
-        self._set_closed("connection aborted")
+        self._set_closed(TcpError.ABORTED)
 
     def orphan(self, now: float, fin_wait_2_timeout: float | None, retries: int) -> None:
         """The application closed and will never read or write again (Linux: the
@@ -748,6 +771,11 @@ class Connection:
         elif self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             self._ka_probes = 0
             self._ka_deadline = max(self._last_rx + idle, now)
+
+    @property
+    def output_pending(self) -> bool:
+        """Segments wait in ``segments_out()``."""
+        return bool(self._out)
 
     def segments_out(self) -> list[Segment]:
         """Take the segments that must be sent now, in order."""
@@ -813,13 +841,21 @@ class Connection:
 
     # ------------------------------------------------------------ segment input
 
-    def on_segment(self, seg: Segment, now: float) -> None:
-        """Process one arriving segment (RFC 9293 3.10.7)."""
+    def on_segment(self, seg: Segment, now: float, defer: bool = False) -> None:
+        """Process one arriving segment (RFC 9293 3.10.7).  ``defer``: what it makes
+        due (ACK, data) is sent by the next :meth:`flush_output` instead of now, so
+        a batch of segments gets one ACK (the glue's batching)."""
         self._clock = now
         self.stats.segments_in += 1
         ts = seg.timestamps
         self._seg_tsecr = ts[1] if ts is not None and self.ts_ok else 0
         st = self.state
+        if st is State.ESTABLISHED and self.fast_path and self._fast_path(seg, ts, now):
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+            return
         if st is State.CLOSED:
             rst = rst_for(seg)
             if rst is not None:
@@ -834,7 +870,99 @@ class Connection:
         else:
             self._on_synchronized(seg, now)
         if self.state is not State.CLOSED:
-            self._output(now)
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+
+    def flush_output(self, now: float) -> None:
+        """Send what deferred ``on_segment`` calls made due (nothing if none)."""
+        if self.output_due:
+            self.output_due = False
+            self._clock = now
+            if self.state is not State.CLOSED:
+                self._output(now)
+
+    def _fast_path(self, seg: Segment, ts: tuple[int, int] | None, now: float) -> bool:
+        """Header prediction (Van Jacobson; Linux tcp_rcv_established): in
+        ESTABLISHED, the next in-order segment (data, or a pure ACK of new data or
+        of nothing outstanding) with only ACK/PSH set, timestamps that pass PAWS,
+        no SACK blocks, nothing in recovery, no hole, no probe and room for its
+        data: handled here with exactly what the general machine
+        (``_on_synchronized``) would do for it.  Anything else: False, and the
+        general machine runs.
+
+        Unlike Linux, a changed window does not leave the fast path: our receiver
+        moves its right edge with every read (no rounding to MSS multiples), so
+        the peer's window changes on most segments; outside a duplicate ACK (not
+        taken here) the window is only used by the update rule, done below."""
+        flags = int(seg.flags)
+        if (flags & 0xF7) != _ACK or seg.seq != self.rcv_nxt or seg.sack_blocks:
+            return False
+        ts_ok = self.ts_ok
+        if ts_ok and (ts is None or seq_lt(ts[0], self.ts_recent)):
+            return False
+        payload = seg.payload
+        plen = len(payload)
+        ack = seg.ack
+        una = self.snd_una
+        if (
+            self._srec is not None
+            or self._cc.in_recovery
+            or self._probe_end is not None
+            or self._reasm
+            or self.fin_received
+        ):
+            return False
+        d = seq_diff(ack, una)
+        if d < 0 or seq_gt(ack, self.snd_max):
+            return False
+        if d == 0 and not plen and self.snd_max != una:
+            return False  # a duplicate ACK: the general machine counts it
+        if plen:
+            rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
+            if plen > rcv_wnd:
+                return False
+        seq = seg.seq
+        # --- from here on exactly _on_synchronized's steps for this segment ---
+        if ts_ok and seq_le(seq, self._last_ack_sent):
+            self.ts_recent = ts[0]  # type: ignore[index]  # RFC 7323 4.3
+            self.ts_recent_stamp = now
+        self._last_rx = now
+        self._probes_unanswered = 0
+        if self._ka_deadline is not None or self._ka_probes:
+            self._ka_reset(now)
+        if d:
+            self._ack_advance(ack, now)
+            if self.sack_ok:
+                self._sack_ack(seg, d, True, now)
+        # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
+        wl1 = self.snd_wl1
+        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            wnd = seg.window << self.snd_shift
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd and self._persist_deadline is not None:
+                self._persist_deadline = None
+                self._persist_backoff = 0
+        if plen:
+            # _process_text for in-order data that fits, with no hole to fill.
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            self._deliver(payload)
+            if plen > self._rcv_mss:
+                self._measure_rcv_mss(plen)
+            self._rx_unacked += plen
+            self._lrcvtime = now
+            quick = self._quick > 0 and not self._pingpong
+            if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
+                self._ack_now = True
+            elif self._delack_deadline is None and not self._ack_now:
+                self._delack_deadline = now + self.config.delayed_ack
+        return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
         flags = int(seg.flags)
@@ -847,7 +975,7 @@ class Connection:
             ack_ok = True
         if flags & _RST:
             if ack_ok:
-                self._set_closed("connection refused")
+                self._set_closed(TcpError.REFUSED)
             return
         if not flags & _SYN:
             return
@@ -1903,7 +2031,7 @@ class Connection:
             synack = st is State.SYN_RECEIVED and self.passive
             if self._retries > (cfg.synack_retries if synack else cfg.syn_retries):
                 self.gave_up = GaveUp.SYNACK_RETRIES if synack else GaveUp.SYN_RETRIES
-                self._set_closed("timed out")
+                self._set_closed(TcpError.TIMED_OUT)
                 return
             self._rtt.backoff()
             self._send_syn(now, retransmit=True)
@@ -1925,7 +2053,7 @@ class Connection:
                     self._give_up_orphan(now)
                 else:
                     self.gave_up = GaveUp.RETRIES
-                    self._set_closed("timed out")
+                    self._set_closed(TcpError.TIMED_OUT)
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
         self._srec = None
@@ -1944,7 +2072,7 @@ class Connection:
     def _give_up_orphan(self, now: float) -> None:
         self._emit(self.snd_max, _RST | _ACK)
         self.gave_up = GaveUp.ORPHAN_RETRIES
-        self._set_closed("timed out")
+        self._set_closed(TcpError.TIMED_OUT)
 
     def _persist_interval(self) -> float:
         return min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
@@ -1961,7 +2089,7 @@ class Connection:
             return  # _output sends normally
         if self._probes_unanswered > self.config.max_retries:
             self.gave_up = GaveUp.PROBES
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         if self.orphan_retries is not None and self._persist_backoff >= self.orphan_retries:
             # An orphan whose peer keeps its window shut (answered or not): Linux's
@@ -2000,7 +2128,7 @@ class Connection:
         if self._ka_probes >= self.keepalive_count:
             self._emit(self.snd_max, _RST | _ACK)
             self.gave_up = GaveUp.KEEPALIVE
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.
         self._emit(seq_add(self.snd_una, -1), _ACK)
@@ -2013,11 +2141,11 @@ class Connection:
     def _on_rst(self) -> None:
         st = self.state
         if st is State.SYN_RECEIVED:
-            err = "connection reset" if self.passive else "connection refused"
+            err = TcpError.RESET if self.passive else TcpError.REFUSED
         elif st in (State.CLOSING, State.LAST_ACK):
             err = None  # we were closing anyway
         else:
-            err = "connection reset"
+            err = TcpError.RESET
         self._set_closed(err)
 
     def _enter_time_wait(self, now: float) -> None:
@@ -2034,7 +2162,7 @@ class Connection:
         self._ka_deadline = None
         self._fw2_deadline = None
 
-    def _set_closed(self, error: str | None) -> None:
+    def _set_closed(self, error: TcpError | None) -> None:
         self.state = State.CLOSED
         if error is not None and self.error is None:
             self.error = error

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from seashard.tcp import State
+from seashard.tcp import State, TcpError
 
 from .helpers import ISS, A, F, Peer, config, only, open_active, open_passive
 
@@ -30,7 +30,7 @@ def test_rto_doubles_and_retry_limit_times_out():
             times.append(now)
     assert times == [1.0, 3.0, 7.0]
     assert now == 15.0
-    assert conn.error == "timed out" and conn.stats.timeouts == 4
+    assert conn.error is TcpError.TIMED_OUT and conn.stats.timeouts == 4
     assert conn.stats.retransmits == 3
 
 

@@ -148,7 +148,11 @@ class NativeStack:
         self.frames_proxied_gso = 0  # of them, GSO frames (the owning device cuts them)
         self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
         self.tcp.previous_time_wait = self._load_time_wait()
-        self.driver = Driver(self.device, self.interface, self.loop) if self.device else None
+        self.driver = (
+            Driver(self.device, self.interface, self.loop, batching=self.tcp)
+            if self.device
+            else None
+        )
         if self.driver is not None:
             self.driver.start()
             self.tcp.drain = self.driver.drain
