@@ -955,13 +955,7 @@ class Connection:
             self._deliver(payload)
             if plen > self._rcv_mss:
                 self._measure_rcv_mss(plen)
-            self._rx_unacked += plen
-            self._lrcvtime = now
-            quick = self._quick > 0 and not self._pingpong
-            if quick or self._rx_unacked > self._rcv_mss or self.config.delayed_ack <= 0:
-                self._ack_now = True
-            elif self._delack_deadline is None and not self._ack_now:
-                self._delack_deadline = now + self.config.delayed_ack
+            self._ack_check(plen, now)
         return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
@@ -1537,6 +1531,10 @@ class Connection:
         if fin:
             self._on_fin(now, with_data=plen > 0)
             return
+        self._ack_check(plen, now)
+
+    def _ack_check(self, plen: int, now: float) -> None:
+        """In-order data taken: an ACK now or a delayed one (also the fast path's)."""
         self._rx_unacked += plen
         # Linux __tcp_ack_snd_check: at once in quickack mode, or when more than one
         # full-sized segment (bytes, so a GRO-merged one counts as many) is unACKed.

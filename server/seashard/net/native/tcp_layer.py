@@ -448,11 +448,16 @@ class TcpLayer:
     def flush(self) -> None:
         """Send what the touched connections queued, once each, in the order touched."""
         dirty = self._dirty
+        timers = self._timers
+        top = timers[0][2] if timers else None
+        rearm = self._loop_stale
         while dirty:
             conn = next(iter(dirty))
             del dirty[conn]
-            self._settle(conn)
-        self._arm()
+            if self._settle(conn) or conn is top:
+                rearm = True  # an earlier deadline, or the loop timer's one moved
+        if rearm:
+            self._arm()
 
     def kick(self, conn: NativeConnection) -> None:
         """After any event: send what the machine queued, re-arm its timer, wake the app.
@@ -600,11 +605,13 @@ class TcpLayer:
     def _transmit(
         self, remote: str, lport: int, rport: int, seg: Segment, now: float, mss: int = 0
     ) -> None:
-        """A segment of no connection (RST, SYN cookie), or of one without a template
-        (its next hop unresolved), through the Interface."""
+        """A segment through the Interface's general path: of no connection (RST, SYN
+        cookie), or of one whose neighbour is not resolved (ARP queues it).
+        Offloads (devices.py): a payload above the MSS is cut by the device
+        (gso_size), and with "csum" the device completes the checksum."""
         self.stats["segments_out"] += 1
         iface = self.interface
-        gso = mss if mss and len(seg.payload) > mss else 0  # a TSO segment: the device cuts it
+        gso = mss if mss and len(seg.payload) > mss else 0
         partial = bool(gso) or "csum" in iface.offloads
         opts = build_options(
             seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
