@@ -63,3 +63,26 @@ def test_64_mib_each_way_byte_exact(offload_lab: NetLab, serve, offload: bool) -
         _, err = lab.relay.communicate(timeout=10)
         assert "dropped" in err and "reordered" in err, err
         assert sum(m["seashard_tcp_retransmits_total"].values()) > 0
+
+
+@pytest.fixture
+def kernel_offload_tap(tmp_path: Path) -> Iterator[NetLab]:
+    with netlab_topology("tap", env=serverproc.env(), offloads=True) as topo:
+        yield NetLab(topo.srv, topo.cli, topo.device, tmp_path / "state", topo.relay)
+
+
+def test_a_shard_without_a_queue_sends_its_tso_frames_through_one(
+    kernel_offload_tap: NetLab,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    lab = kernel_offload_tap
+    server = lab.serve(serve, "-c", "2", "--device-queues", "1", services=("echo",))
+    result = lab.client("bulk", SERVER_IP, "1234", "8", str(1 << 20), "3", timeout=300)
+    assert result["exact"] == 8 and result["errors"] == [], result
+    m = lab.metrics(server)
+    assert all(v > 0 for v in m["seashard_connections_total"].values())
+    assert m["seashard_frames_proxied_total"]["1"] > 0  # shard 1 has no queue of its own
+    # Its GSO frames crossed to shard 0 whole, with their offloads, and left as such.
+    assert m["seashard_frames_proxied_gso_total"]["1"] > 0
+    assert m["seashard_device_gso_frames_sent_total"]["0"] > 0
+    assert m["seashard_device_gso_frames_sent_total"]["1"] == 0

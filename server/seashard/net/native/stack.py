@@ -145,6 +145,7 @@ class NativeStack:
         )
         self.interface.tcp_handler = self.tcp.on_packet
         self.frames_proxied = 0
+        self.frames_proxied_gso = 0  # of them, GSO frames (the owning device cuts them)
         self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
         self.tcp.previous_time_wait = self._load_time_wait()
         self.driver = (
@@ -191,6 +192,8 @@ class NativeStack:
 
     def _proxy_transmit(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
         self.frames_proxied += 1
+        if gso_size:
+            self.frames_proxied_gso += 1
         payload = (frame, gso_size, csum_partial) if gso_size or csum_partial else frame
         self.shard.send(self.shard.id % self.queues, _TX, payload)
         return True
@@ -235,6 +238,7 @@ class NativeStack:
             "frames_tx_dropped": dict(iface.tx_drops),
             "frames_forwarded": tcp.stats["segments_forwarded"],
             "frames_proxied": self.frames_proxied,
+            "frames_proxied_gso": self.frames_proxied_gso,
             "tcp_segments_in": tcp.stats["segments_in"],
             "tcp_segments_out": tcp.stats["segments_out"],
             "tcp_rst_sent": tcp.stats["rst_sent"],
