@@ -19,8 +19,12 @@ from seashard import httpd, net, smp
 
 DEFAULT_ADDRESS = "127.0.0.1"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-GAUGES = {"connections_time_wait", "arp_cache_entries"}  # besides every *_live
-LABELS = {"tcp_syn_queue_live": "port", "tcp_accept_queue_live": "port"}  # else "reason"
+GAUGES = {"connections_time_wait", "arp_cache_entries", "device_offloads"}  # and *_live
+LABELS = {  # else "reason"
+    "tcp_syn_queue_live": "port",
+    "tcp_accept_queue_live": "port",
+    "device_offloads": "offloads",
+}
 
 
 def shard_metrics() -> dict[str, Any]:

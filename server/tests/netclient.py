@@ -7,6 +7,10 @@ python -m tests.netclient refused HOST PORT
     prints {"refused": true} if the connection is refused (RST), else false.
 python -m tests.netclient canned HOST PORT COUNT
     COUNT connections reading to EOF; prints the distinct replies.
+python -m tests.netclient bulk HOST PORT CONNECTIONS BYTES SEED
+    CONNECTIONS at once, each sends BYTES of seeded random data while reading the echo
+    back, checked byte by byte as it comes; prints exact/mismatched, bytes each way and
+    the seconds it took.
 """
 
 from __future__ import annotations
@@ -47,6 +51,50 @@ async def echo(host: str, port: int, count: int, concurrency: int, max_size: int
     return results
 
 
+async def _bulk_one(host: str, port: int, payload: bytes, timeout: float) -> bool:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+
+    async def send() -> None:
+        view = memoryview(payload)
+        for i in range(0, len(view), 1 << 18):
+            writer.write(view[i : i + (1 << 18)])
+            await asyncio.wait_for(writer.drain(), timeout)
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    got = 0
+    exact = True
+    while True:
+        chunk = await asyncio.wait_for(reader.read(1 << 20), timeout)
+        if not chunk:
+            break
+        if payload[got : got + len(chunk)] != chunk:
+            exact = False
+        got += len(chunk)
+    await sender
+    writer.close()
+    return exact and got == len(payload)
+
+
+async def bulk(host: str, port: int, connections: int, size: int, seed: int):
+    import time
+
+    rng = random.Random(seed)
+    payloads = [rng.randbytes(size) for _ in range(connections)]
+    start = time.monotonic()
+    done = await asyncio.gather(
+        *(_bulk_one(host, port, p, 60) for p in payloads), return_exceptions=True
+    )
+    seconds = time.monotonic() - start
+    return {
+        "exact": sum(1 for d in done if d is True),
+        "mismatched": sum(1 for d in done if d is False),
+        "errors": [repr(d) for d in done if isinstance(d, BaseException)],
+        "bytes_each_way": connections * size,
+        "seconds": round(seconds, 3),
+    }
+
+
 def refused(host: str, port: int) -> dict[str, bool]:
     try:
         socket.create_connection((host, port), timeout=5).close()
@@ -71,6 +119,9 @@ def main(argv: list[str]) -> None:
     if mode == "echo":
         count, conc, size, seed = map(int, rest)
         out = asyncio.run(echo(host, int(port), count, conc, size, seed))
+    elif mode == "bulk":
+        conns, size, seed = map(int, rest)
+        out = asyncio.run(bulk(host, int(port), conns, size, seed))
     elif mode == "refused":
         out = refused(host, int(port))
     else:

@@ -122,6 +122,7 @@ class NativeOptions:
     hw_addr: str | None = None
     device_queues: int | None = None  # default: one per shard
     state_dir: str | None = None  # where TIME_WAIT outlives a run
+    offload: bool = True  # virtio-net offloads where the kernel accepts them (--no-offload)
     # what a peer can make a shard hold (SYN queue, TIME_WAIT table, reassembly, ...)
     limits: native_limits.NativeLimits = field(default_factory=native_limits.NativeLimits)
 
@@ -157,6 +158,14 @@ class NativeStackType(StackType):
             default=None,
             help="where TIME_WAIT is kept across runs (/run/seashard)",
         )
+        self._add(
+            g,
+            "--no-offload",
+            dest="offload",
+            action="store_false",
+            help="no virtio-net offloads (checksum, TSO, GRO) on the device: whole, "
+            "checksummed MTU-sized frames both ways",
+        )
         native_limits.add_arguments(
             _Tracked(self, parser.add_argument_group("native stack limits (per shard)"))
         )
@@ -179,6 +188,7 @@ class NativeStackType(StackType):
             hw_addr=args.hw_addr,
             device_queues=args.device_queues,
             state_dir=args.state_dir,
+            offload=args.offload,
             limits=limits,
         )
 

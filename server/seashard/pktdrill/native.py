@@ -26,7 +26,7 @@ from seashard.net.native.ipv4 import Interface, InterfaceConfig
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import NativeConnection
 from seashard.net.native.tcp_layer import NativeServerSocket, TcpLayer
-from seashard.tcp.connection import State, TcpConfig, TcpStateError
+from seashard.tcp.connection import State, TcpConfig, TcpError, TcpStateError
 from seashard.virtual_loop import Proc, VirtualLoop
 from seashard.wire.ethernet import EthernetFrame
 
@@ -44,6 +44,7 @@ from .syscalls import (
     value,
 )
 
+_RESET = (TcpError.RESET, TcpError.REFUSED)  # errors reported once, then CLOSED
 START = 1000.0  # the virtual clock at the script's time 0
 LOCAL_MAC = "02:00:00:00:00:01"
 GATEWAY_IP = "192.168.0.2"
@@ -524,8 +525,8 @@ class NativeSockets:
             call.name == "send" and len(call.args) > 3 and value(call.args[3]) & 0x40
         )
         tcp = conn.tcp
-        if tcp.error and ("reset" in tcp.error or "refused" in tcp.error):
-            tcp.error = "closed"  # reported once, as Linux's sk_err
+        if tcp.error in _RESET:
+            tcp.error = TcpError.CLOSED  # reported once, as Linux's sk_err
             # Linux (tcp_reset): a reset in CLOSE-WAIT is EPIPE, elsewhere ECONNRESET.
             return Outcome(-1, "EPIPE" if tcp.fin_received else "ECONNRESET")
         if nonblocking:
@@ -567,10 +568,10 @@ class NativeSockets:
                 data = tcp.recv(max_bytes=size, now=self.layer.now())
                 self.layer.kick(conn)
                 return Outcome(len(data))
-            if tcp.error and ("reset" in tcp.error or "refused" in tcp.error):
-                tcp.error = "closed"
+            if tcp.error in _RESET:
+                tcp.error = TcpError.CLOSED
                 return Outcome(-1, "ECONNRESET")
-            if tcp.error == "timed out":
+            if tcp.error is TcpError.TIMED_OUT:
                 return Outcome(-1, "ETIMEDOUT")
             if tcp.at_eof or tcp.is_closed or tcp.state is State.TIME_WAIT:
                 return Outcome(0)

@@ -1,7 +1,7 @@
 """Sans-IO TCP: one connection's state machine; segments in, segments out,
 deadlines out, the clock is an input.  See ``connection.py`` for the scope."""
 
-from .connection import Connection, GaveUp, State, TcpConfig, TcpStateError, TcpStats
+from .connection import Connection, GaveUp, State, TcpConfig, TcpError, TcpStateError, TcpStats
 from .isn import IsnGenerator
 from .listener import ListenVerdict, classify_listen, is_initial_syn, rst_for
 from .segment import Flags, Segment
@@ -16,6 +16,7 @@ __all__ = [
     "Segment",
     "State",
     "TcpConfig",
+    "TcpError",
     "TcpStateError",
     "TcpStats",
     "classify_listen",

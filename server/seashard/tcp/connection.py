@@ -57,6 +57,12 @@ What is implemented (RFC numbers are the references the code follows):
   bytes, or after ``delayed_ack``; quick-ACK for the first ``quickack`` ACKs;
   immediate for out-of-order data, for data filling a gap, for data beyond the
   window and for FIN).  Linux's values are named in ``profile.py``.
+* TSO and GRO (``tso_max``, off by default): new data leaves in segments of up
+  to ``tso_max`` bytes (whole MSS multiples but the tail of the queue) within
+  cwnd, the peer's window and PRR, for the device to cut into MSS-sized ones;
+  retransmissions and probes stay within the MSS; RACK and the TLP see the
+  MSS-sized wire segments.  Segments above the MSS (GRO-merged) are taken whole,
+  and rcv_mss measures the peer's MSS units in them, as Linux's gso_size.
 * Zero-window probing (Linux's pure ACK at SND.UNA - 1, or with
   ``zero_window_probe="byte"`` one byte of new data; exponential backoff, probing goes
   on while the peer answers; ``max_retries`` unanswered probes abort), keepalive,
@@ -100,8 +106,8 @@ Choices worth knowing:
   cookie's table.
 * ``close()`` is a half-close (FIN after the queued data; receiving goes on);
   ``abort()`` sends RST.  A RST received leaves unread data readable.
-* ``error`` values: "connection reset", "connection refused", "timed out",
-  "connection aborted" (after our own ``abort()``).
+* ``error`` is a ``TcpError`` (or None): RESET, REFUSED, TIMED_OUT, ABORTED
+  (after our own ``abort()``); the glue maps it to an exception, never by text.
 """
 
 from __future__ import annotations
@@ -124,7 +130,7 @@ from .sack import DUPTHRESH, ReceiverSack, SackRecovery, Scoreboard
 from .segment import Flags, Segment
 from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
-__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpStateError", "TcpStats"]
+__all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpError", "TcpStateError", "TcpStats"]
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MAX_WSCALE = 14  # RFC 7323 2.3
@@ -137,6 +143,8 @@ TLP_MIN = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
 TLP_FLOOR = 0.05
 PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
 TS_OPTION_LEN = 12  # NOP NOP TS: on every segment once timestamps are on
+# The largest TSO payload: an IPv4 datagram (65535) less its header and the largest TCP one.
+TSO_MAX = 65535 - 20 - 60
 
 # Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
 _FIN = int(Flags.FIN)
@@ -148,6 +156,10 @@ _FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machin
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (``state in _SENDING`` runs
+    # on every segment; Enum's own __hash__ is Python code).
+    __hash__ = object.__hash__
+
     LISTEN = "LISTEN"
     SYN_SENT = "SYN_SENT"
     SYN_RECEIVED = "SYN_RECEIVED"
@@ -159,6 +171,19 @@ class State(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
     CLOSED = "CLOSED"
+
+
+class TcpError(enum.Enum):
+    """Why a connection closed badly (``Connection.error``); the value is the message."""
+
+    RESET = "connection reset"  # the peer's RST
+    REFUSED = "connection refused"  # a RST answering our SYN
+    TIMED_OUT = "timed out"  # retries, probes or keepalives unanswered
+    ABORTED = "connection aborted"  # our own abort()
+    CLOSED = "connection closed"  # an error already reported once (the glue sets it)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class GaveUp(enum.Enum):
@@ -242,6 +267,9 @@ class TcpConfig:
     challenge_ack_interval: float = 1.0
     rfc1337: bool = True  # ignore RST in TIME-WAIT (RFC 1337); False: RST closes it
     fin_wait_2_timeout: float | None = None  # None: FIN-WAIT-2 waits for the peer forever
+    # TSO (the device cuts segments): the largest payload of one outgoing segment;
+    # 0: never more than the MSS.  New data only; retransmissions stay within the MSS.
+    tso_max: int = 0
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> TcpConfig:
@@ -270,6 +298,8 @@ class TcpConfig:
             raise ValueError("need 0 < rto_min <= rto_max")
         if self.zero_window_probe not in ("ack", "byte"):
             raise ValueError(f"zero_window_probe {self.zero_window_probe!r}: 'ack' or 'byte'")
+        if not 0 <= self.tso_max <= TSO_MAX:
+            raise ValueError(f"tso_max {self.tso_max} out of range 0..{TSO_MAX}")
 
 
 @dataclass(slots=True)
@@ -317,7 +347,7 @@ class Connection:
         self.config = cfg
         self.state = State.CLOSED
         self.passive = passive
-        self.error: str | None = None
+        self.error: TcpError | None = None
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
         self.created = now
@@ -412,6 +442,12 @@ class Connection:
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
         self._out: list[Segment] = []
+        # --- added by issue 11 (input side; slots to add at merge) ---
+        # on_segment(defer=True) leaves the output to flush_output (a batch's one ACK).
+        self.output_due = False
+        # Header prediction (_fast_path) on; False runs every segment through the
+        # general machine (the differential test compares the two).
+        self.fast_path = True
 
     @classmethod
     def connect(
@@ -613,7 +649,7 @@ class Connection:
         windows allow."""
         self._clock = now
         if self._fin_queued or self.state not in _WRITABLE:
-            raise TcpStateError(self.error or "connection closing")
+            raise TcpStateError(str(self.error or "connection closing"))
         n = self._sbuf.write(data)
         if n:
             self._mark_pushes(n)
@@ -689,7 +725,7 @@ class Connection:
             State.CLOSE_WAIT,
         ):
             self._emit(self.snd_max, _RST | _ACK)
-        self._set_closed("connection aborted")
+        self._set_closed(TcpError.ABORTED)
 
     def orphan(self, now: float, fin_wait_2_timeout: float | None, retries: int) -> None:
         """The application closed and will never read or write again (Linux: the
@@ -735,6 +771,11 @@ class Connection:
         elif self.state in (State.ESTABLISHED, State.CLOSE_WAIT):
             self._ka_probes = 0
             self._ka_deadline = max(self._last_rx + idle, now)
+
+    @property
+    def output_pending(self) -> bool:
+        """Segments wait in ``segments_out()``."""
+        return bool(self._out)
 
     def segments_out(self) -> list[Segment]:
         """Take the segments that must be sent now, in order."""
@@ -800,13 +841,21 @@ class Connection:
 
     # ------------------------------------------------------------ segment input
 
-    def on_segment(self, seg: Segment, now: float) -> None:
-        """Process one arriving segment (RFC 9293 3.10.7)."""
+    def on_segment(self, seg: Segment, now: float, defer: bool = False) -> None:
+        """Process one arriving segment (RFC 9293 3.10.7).  ``defer``: what it makes
+        due (ACK, data) is sent by the next :meth:`flush_output` instead of now, so
+        a batch of segments gets one ACK (the glue's batching)."""
         self._clock = now
         self.stats.segments_in += 1
         ts = seg.timestamps
         self._seg_tsecr = ts[1] if ts is not None and self.ts_ok else 0
         st = self.state
+        if st is State.ESTABLISHED and self.fast_path and self._fast_path(seg, ts, now):
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+            return
         if st is State.CLOSED:
             rst = rst_for(seg)
             if rst is not None:
@@ -821,7 +870,93 @@ class Connection:
         else:
             self._on_synchronized(seg, now)
         if self.state is not State.CLOSED:
-            self._output(now)
+            if defer:
+                self.output_due = True
+            else:
+                self._output(now)
+
+    def flush_output(self, now: float) -> None:
+        """Send what deferred ``on_segment`` calls made due (nothing if none)."""
+        if self.output_due:
+            self.output_due = False
+            self._clock = now
+            if self.state is not State.CLOSED:
+                self._output(now)
+
+    def _fast_path(self, seg: Segment, ts: tuple[int, int] | None, now: float) -> bool:
+        """Header prediction (Van Jacobson; Linux tcp_rcv_established): in
+        ESTABLISHED, the next in-order segment (data, or a pure ACK of new data or
+        of nothing outstanding) with only ACK/PSH set, timestamps that pass PAWS,
+        no SACK blocks, nothing in recovery, no hole, no probe and room for its
+        data: handled here with exactly what the general machine
+        (``_on_synchronized``) would do for it.  Anything else: False, and the
+        general machine runs.
+
+        Unlike Linux, a changed window does not leave the fast path: our receiver
+        moves its right edge with every read (no rounding to MSS multiples), so
+        the peer's window changes on most segments; outside a duplicate ACK (not
+        taken here) the window is only used by the update rule, done below."""
+        flags = int(seg.flags)
+        if (flags & 0xF7) != _ACK or seg.seq != self.rcv_nxt or seg.sack_blocks:
+            return False
+        ts_ok = self.ts_ok
+        if ts_ok and (ts is None or seq_lt(ts[0], self.ts_recent)):
+            return False
+        payload = seg.payload
+        plen = len(payload)
+        ack = seg.ack
+        una = self.snd_una
+        if (
+            self._srec is not None
+            or self._cc.in_recovery
+            or self._probe_end is not None
+            or self._reasm
+            or self.fin_received
+        ):
+            return False
+        d = seq_diff(ack, una)
+        if d < 0 or seq_gt(ack, self.snd_max):
+            return False
+        if d == 0 and not plen and self.snd_max != una:
+            return False  # a duplicate ACK: the general machine counts it
+        if plen:
+            rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
+            if plen > rcv_wnd:
+                return False
+        seq = seg.seq
+        # --- from here on exactly _on_synchronized's steps for this segment ---
+        if ts_ok and seq_le(seq, self._last_ack_sent):
+            self.ts_recent = ts[0]  # type: ignore[index]  # RFC 7323 4.3
+            self.ts_recent_stamp = now
+        self._last_rx = now
+        self._probes_unanswered = 0
+        if self._ka_deadline is not None or self._ka_probes:
+            self._ka_reset(now)
+        if d:
+            self._ack_advance(ack, now)
+            if self.sack_ok:
+                self._sack_ack(seg, d, True, now)
+        # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
+        wl1 = self.snd_wl1
+        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            wnd = seg.window << self.snd_shift
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd and self._persist_deadline is not None:
+                self._persist_deadline = None
+                self._persist_backoff = 0
+        if plen:
+            # _process_text for in-order data that fits, with no hole to fill.
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            self._deliver(payload)
+            if plen > self._rcv_mss:
+                self._measure_rcv_mss(plen)
+            self._ack_check(plen, now)
+        return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
         flags = int(seg.flags)
@@ -834,7 +969,7 @@ class Connection:
             ack_ok = True
         if flags & _RST:
             if ack_ok:
-                self._set_closed("connection refused")
+                self._set_closed(TcpError.REFUSED)
             return
         if not flags & _SYN:
             return
@@ -1385,7 +1520,7 @@ class Connection:
         if plen:
             self._deliver(payload)
             if plen > self._rcv_mss:
-                self._rcv_mss = min(plen, self.config.mss)
+                self._measure_rcv_mss(plen)
         if had_gap:
             for chunk in reasm.pop_ready(self._rcv_off):
                 self._deliver(chunk)
@@ -1396,6 +1531,10 @@ class Connection:
         if fin:
             self._on_fin(now, with_data=plen > 0)
             return
+        self._ack_check(plen, now)
+
+    def _ack_check(self, plen: int, now: float) -> None:
+        """In-order data taken: an ACK now or a delayed one (also the fast path's)."""
         self._rx_unacked += plen
         # Linux __tcp_ack_snd_check: at once in quickack mode, or when more than one
         # full-sized segment (bytes, so a GRO-merged one counts as many) is unACKed.
@@ -1405,6 +1544,17 @@ class Connection:
             self._ack_now = True
         elif self._delack_deadline is None and not self._ack_now:
             self._delack_deadline = now + self.config.delayed_ack
+
+    def _measure_rcv_mss(self, plen: int) -> None:
+        """Linux tcp_measure_rcv_mss: the largest segment seen, at most our MSS.  A
+        segment above our MSS was merged by GRO (or never cut by the local sender's
+        TSO): Linux measures its gso_size, the segments the peer sent, which under
+        our MSS option are our MSS less the timestamp option."""
+        cap = self.config.mss
+        if plen > cap:
+            plen = cap - TS_OPTION_LEN if self.ts_ok else cap
+        if plen > self._rcv_mss:
+            self._rcv_mss = plen
 
     def _deliver(self, data: bytes) -> None:
         n = len(data)
@@ -1469,6 +1619,9 @@ class Connection:
         sbuf = self._sbuf
         total = len(sbuf)
         mss = self.mss
+        # TSO: new data goes out in segments of up to tso_max (whole MSS multiples but
+        # the tail of the queue), the device cutting them into MSS-sized ones.
+        tso = self.config.tso_max
         cc = self._cc
         nagle = self.nagle
         if (
@@ -1493,6 +1646,11 @@ class Connection:
             wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
             if avail > 0:
                 n = mss
+                if tso > mss and not seq_lt(self.snd_nxt, self.snd_max):
+                    n = tso
+                    half = self.max_snd_wnd >> 1  # Linux tcp_bound_to_half_wnd
+                    if half < n and self.max_snd_wnd > DEFAULT_MSS:
+                        n = half if half > mss else mss
                 if board is not None and seq_lt(self.snd_nxt, self.snd_max):
                     # Going back after a timeout: skip what the peer SACKed.
                     end = board.sacked_at(self.snd_nxt, self.snd_una)
@@ -1513,6 +1671,8 @@ class Connection:
                     n = room
                 if n <= 0:
                     break
+                if n > mss and n < avail:
+                    n -= n % mss  # a TSO segment's wire segments are all full-sized
                 if n < mss and in_flight > 0:
                     # Sender SWS avoidance: a short segment that does not empty the
                     # queue waits unless it is at least half the largest window seen.
@@ -1583,9 +1743,21 @@ class Connection:
                 rack.retransmitted(seq, end, now, self.snd_una)
         else:
             stats.bytes_out += n
-            if rack is not None and self.sack_ok and n:
-                rack.sent(seq, end, now)
-            self._last_seg_start = seq
+            mss = self.mss
+            if n > mss:  # TSO: what RACK and the TLP see are the wire segments
+                last = seq_add(seq, (n - 1) // mss * mss)
+                if rack is not None and self.sack_ok:
+                    s = seq
+                    while s != last:
+                        nxt = seq_add(s, mss)
+                        rack.sent(s, nxt, now)
+                        s = nxt
+                    rack.sent(last, end, now)
+                self._last_seg_start = last
+            else:
+                if rack is not None and self.sack_ok and n:
+                    rack.sent(seq, end, now)
+                self._last_seg_start = seq
             if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
                 self._pingpong = True  # Linux tcp_event_data_sent
             if self._rtt_seq is None:
@@ -1857,7 +2029,7 @@ class Connection:
             synack = st is State.SYN_RECEIVED and self.passive
             if self._retries > (cfg.synack_retries if synack else cfg.syn_retries):
                 self.gave_up = GaveUp.SYNACK_RETRIES if synack else GaveUp.SYN_RETRIES
-                self._set_closed("timed out")
+                self._set_closed(TcpError.TIMED_OUT)
                 return
             self._rtt.backoff()
             self._send_syn(now, retransmit=True)
@@ -1879,7 +2051,7 @@ class Connection:
                     self._give_up_orphan(now)
                 else:
                     self.gave_up = GaveUp.RETRIES
-                    self._set_closed("timed out")
+                    self._set_closed(TcpError.TIMED_OUT)
                 return
         flight = seq_diff(self.snd_max, self.snd_una)
         self._srec = None
@@ -1898,7 +2070,7 @@ class Connection:
     def _give_up_orphan(self, now: float) -> None:
         self._emit(self.snd_max, _RST | _ACK)
         self.gave_up = GaveUp.ORPHAN_RETRIES
-        self._set_closed("timed out")
+        self._set_closed(TcpError.TIMED_OUT)
 
     def _persist_interval(self) -> float:
         return min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
@@ -1915,7 +2087,7 @@ class Connection:
             return  # _output sends normally
         if self._probes_unanswered > self.config.max_retries:
             self.gave_up = GaveUp.PROBES
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         if self.orphan_retries is not None and self._persist_backoff >= self.orphan_retries:
             # An orphan whose peer keeps its window shut (answered or not): Linux's
@@ -1954,7 +2126,7 @@ class Connection:
         if self._ka_probes >= self.keepalive_count:
             self._emit(self.snd_max, _RST | _ACK)
             self.gave_up = GaveUp.KEEPALIVE
-            self._set_closed("timed out")
+            self._set_closed(TcpError.TIMED_OUT)
             return
         # SEG.SEQ = SND.NXT - 1 with no data: the peer must answer with an ACK.
         self._emit(seq_add(self.snd_una, -1), _ACK)
@@ -1967,11 +2139,11 @@ class Connection:
     def _on_rst(self) -> None:
         st = self.state
         if st is State.SYN_RECEIVED:
-            err = "connection reset" if self.passive else "connection refused"
+            err = TcpError.RESET if self.passive else TcpError.REFUSED
         elif st in (State.CLOSING, State.LAST_ACK):
             err = None  # we were closing anyway
         else:
-            err = "connection reset"
+            err = TcpError.RESET
         self._set_closed(err)
 
     def _enter_time_wait(self, now: float) -> None:
@@ -1988,7 +2160,7 @@ class Connection:
         self._ka_deadline = None
         self._fw2_deadline = None
 
-    def _set_closed(self, error: str | None) -> None:
+    def _set_closed(self, error: TcpError | None) -> None:
         self.state = State.CLOSED
         if error is not None and self.error is None:
             self.error = error

@@ -11,6 +11,13 @@ veth with CLIENT_IP, the Linux peer. Kinds:
   the bridge and the veth (5 % loss, 25 % reordering) — netem is not in every
   kernel.
 
+The kernel's own offloads are off on every veth (whole, checksummed frames)
+unless ``offloads``: then the client's TCP sends and takes TSO/GSO frames of up
+to 64 KB, so the native stack's device offloads (GRO in, TSO out) really come
+into play. The relay of ``tap-lossy`` reads and writes plain frames, so its
+veths keep theirs off; there GRO on the bridge side of the relay (``vr0``)
+merges what it relays.
+
 Root only. Everything is removed on exit, pass or fail.
 """
 
@@ -70,7 +77,12 @@ class Topology:
 
 @contextmanager
 def topology(
-    kind: str = "tap", env: dict[str, str] | None = None, loss: float = 0.05, reorder: float = 0.25
+    kind: str = "tap",
+    env: dict[str, str] | None = None,
+    loss: float = 0.05,
+    reorder: float = 0.25,
+    *,
+    offloads: bool = False,
 ) -> Iterator[Topology]:
     if kind not in ("tap", "packet", "tap-lossy"):
         raise ValueError(f"unknown topology {kind!r}")
@@ -87,8 +99,9 @@ def topology(
         sh("ip", "link", "set", vcli, "netns", cli)
         sh("ip", "-n", cli, "addr", "add", f"{CLIENT_IP}/24", "dev", vcli)
         sh("ip", "-n", cli, "link", "set", vcli, "up")
-        no_offloads(srv, vsrv)
-        no_offloads(cli, vcli)
+        if not offloads or kind == "tap-lossy":
+            no_offloads(srv, vsrv)
+            no_offloads(cli, vcli)
         if kind == "packet":
             sh("ip", "-n", srv, "link", "set", vsrv, "up")
             topo.device = ["--packet-device", vsrv]
@@ -101,6 +114,8 @@ def topology(
                 for dev in ("vr0", "vr1"):
                     no_offloads(srv, dev)
                     sh("ip", "-n", srv, "link", "set", dev, "up")
+                if offloads:  # GRO (veth NAPI) merges what the relay sends towards the TAP
+                    sh(*topo.exec_in(srv), "ethtool", "-K", "vr0", "gro", "on", check=False)
                 bridged = "vr0"
             for dev in ("tap0", bridged):
                 sh("ip", "-n", srv, "link", "set", dev, "master", "br0")

@@ -49,9 +49,209 @@ _FIXED_LEN = {
 }
 
 
+_TS_OPTION = struct.Struct("!BBBBII")  # NOP NOP TS: what every segment carries with TS on
+
+
+def build_options(
+    mss: int | None,
+    wscale: int | None,
+    sack_permitted: bool,
+    timestamps: tuple[int, int] | None,
+    sack_blocks: tuple[tuple[int, int], ...] = (),
+    unknown: tuple[tuple[int, bytes], ...] = (),
+) -> bytes:
+    """Options in Linux's layout (MSS, SACK-permitted+TS, NOP+WS, NOP NOP SACK), padded."""
+    if mss is None and wscale is None and not sack_permitted and not sack_blocks and not unknown:
+        if timestamps is None:
+            return b""
+        return _TS_OPTION.pack(1, 1, TcpOption.TIMESTAMPS, 10, *timestamps)
+    out = bytearray()
+    if mss is not None:
+        out += struct.pack("!BBH", TcpOption.MSS, 4, mss)
+    if timestamps is not None:
+        if sack_permitted:
+            out += bytes((TcpOption.SACK_PERMITTED, 2))
+        else:
+            out += b"\x01\x01"
+        out += struct.pack("!BBII", TcpOption.TIMESTAMPS, 10, *timestamps)
+    elif sack_permitted:
+        out += bytes((1, 1, TcpOption.SACK_PERMITTED, 2))
+    if wscale is not None:
+        out += bytes((1, TcpOption.WSCALE, 3, wscale))
+    if sack_blocks:
+        out += bytes((1, 1, TcpOption.SACK, 2 + 8 * len(sack_blocks)))
+        for left, right in sack_blocks:
+            out += struct.pack("!II", left, right)
+    for kind, body in unknown:
+        out += bytes((kind, 2 + len(body))) + body
+    if len(out) % 4:
+        out += b"\x00" * (4 - len(out) % 4)
+    if len(out) > MAX_OPTIONS_LEN:
+        raise ValueError(f"tcp options of {len(out)} bytes exceed {MAX_OPTIONS_LEN}")
+    return bytes(out)
+
+
+def _parse_options(target: Segment | TcpPacket, opts: bytes) -> list[tuple[int, bytes]]:
+    """Set ``target``'s option fields from ``opts``; returns the unknown options."""
+    unknown: list[tuple[int, bytes]] = []
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == TcpOption.EOL:
+            break
+        if kind == TcpOption.NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedError("bad_option", f"kind {kind} without length")
+        length = opts[i + 1]
+        if length < 2 or i + length > n:
+            raise MalformedError("bad_option", f"kind {kind} length {length}")
+        body = opts[i + 2 : i + length]
+        fixed = _FIXED_LEN.get(kind)
+        if fixed is not None and length != fixed:
+            raise MalformedError("bad_option", f"kind {kind} length {length}")
+        if kind == TcpOption.MSS:
+            target.mss = int.from_bytes(body, "big")
+        elif kind == TcpOption.WSCALE:
+            target.wscale = body[0]
+        elif kind == TcpOption.SACK_PERMITTED:
+            target.sack_permitted = True
+        elif kind == TcpOption.TIMESTAMPS:
+            target.timestamps = struct.unpack("!II", body)
+        elif kind == TcpOption.SACK:
+            if (length - 2) % 8 or length == 2:
+                raise MalformedError("bad_option", f"sack length {length}")
+            edges = struct.unpack(f"!{len(body) // 4}I", body)
+            target.sack_blocks = tuple(zip(edges[::2], edges[1::2], strict=True))
+        else:
+            unknown.append((kind, bytes(body)))
+        i += length
+    return unknown
+
+
+_FLAG_VALUES = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags without enum machinery
+_TS_ONLY = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): the options of an established segment
+_TS_VALUES = struct.Struct("!II")
+
+
+def parse_segment(
+    data: bytes | memoryview,
+    src_ip: str | bytes,
+    dst_ip: str | bytes,
+    *,
+    verify: bool = True,
+    pseudo: int | None = None,
+) -> tuple[int, int, Segment]:
+    """Parse a segment from ``src_ip`` to ``dst_ip`` straight into a ``Segment``:
+    (source port, destination port, segment).  The checks and errors of
+    ``TcpPacket.parse``; unknown options are skipped.  ``pseudo``: the
+    pseudo-header sum of the two addresses with length 0, if the caller has it."""
+    n = len(data)
+    if n < 20:
+        raise MalformedError("truncated", f"tcp header of {n} bytes")
+    sport, dport, seq, ack, off, flags, window, _csum, _urg = _HEADER.unpack_from(data)
+    hlen = (off >> 4) * 4
+    if hlen < 20:
+        raise MalformedError("bad_header_length", f"data offset {hlen // 4}")
+    if hlen > n:
+        raise MalformedError("truncated", f"data offset {hlen} > {n} bytes")
+    if verify:
+        if pseudo is None:
+            pseudo = pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, 0)
+        if ones_complement_sum(data, pseudo + n) != 0xFFFF:
+            raise MalformedError("bad_checksum", "tcp")
+    seg = Segment(seq, ack, _FLAG_VALUES[flags], window, bytes(data[hlen:]) if n > hlen else b"")
+    if hlen > 20:
+        if hlen == 32 and data[20:24] == _TS_ONLY:
+            seg.timestamps = _TS_VALUES.unpack_from(data, 24)
+        else:
+            _parse_options(seg, data[20:hlen])
+    return sport, dport, seg
+
+
 def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: bytes) -> int:
     """The checksum of ``segment`` (its checksum field zero) under the IPv4 pseudo-header."""
     return internet_checksum(segment, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment)))
+
+
+# tcpdump's letters, in tcpdump's order; ACK prints as "." after them.
+_LETTERS = (
+    (TcpFlags.SYN, "S"),
+    (TcpFlags.FIN, "F"),
+    (TcpFlags.RST, "R"),
+    (TcpFlags.PSH, "P"),
+    (TcpFlags.URG, "U"),
+    (TcpFlags.ECE, "E"),
+    (TcpFlags.CWR, "W"),
+)
+
+
+@dataclass(slots=True)
+class Segment:
+    """A TCP segment as the state machine sees it (``seashard.tcp``): no ports, no
+    checksum; the native glue parses frames straight into it (``parse_segment``)
+    and builds frames from it with per-connection header templates."""
+
+    seq: int
+    ack: int
+    flags: TcpFlags
+    window: int
+    payload: bytes = b""
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    timestamps: tuple[int, int] | None = None  # (TSval, TSecr)
+    sack_blocks: tuple[tuple[int, int], ...] = ()  # (left, right) edges, first block first
+
+    @property
+    def seg_len(self) -> int:
+        """Sequence space the segment occupies: payload plus one each for SYN and FIN."""
+        f = int(self.flags)  # plain-int arithmetic: IntFlag operators are slow
+        return len(self.payload) + (f & 1) + ((f >> 1) & 1)
+
+    @property
+    def syn(self) -> bool:
+        return bool(int(self.flags) & 2)
+
+    @property
+    def fin(self) -> bool:
+        return bool(int(self.flags) & 1)
+
+    @property
+    def rst(self) -> bool:
+        return bool(int(self.flags) & 4)
+
+    @property
+    def has_ack(self) -> bool:
+        return bool(int(self.flags) & 16)
+
+    def flag_str(self) -> str:
+        s = "".join(letter for flag, letter in _LETTERS if self.flags & flag)
+        if self.flags & TcpFlags.ACK:
+            s += "."
+        return s or "none"
+
+    def __str__(self) -> str:
+        n = len(self.payload)
+        parts = [f"{self.flag_str()} {self.seq}:{(self.seq + n) & 0xFFFFFFFF}({n})"]
+        if self.flags & TcpFlags.ACK:
+            parts.append(f"ack {self.ack}")
+        parts.append(f"win {self.window}")
+        opts = []
+        if self.mss is not None:
+            opts.append(f"mss {self.mss}")
+        if self.sack_permitted:
+            opts.append("sackOK")
+        if self.timestamps is not None:
+            opts.append(f"TS val {self.timestamps[0]} ecr {self.timestamps[1]}")
+        if self.wscale is not None:
+            opts.append(f"wscale {self.wscale}")
+        if self.sack_blocks:
+            opts.append("sack " + " ".join(f"{a}:{b}" for a, b in self.sack_blocks))
+        if opts:
+            parts.append("<" + ",".join(opts) + ">")
+        return " ".join(parts)
 
 
 @dataclass(slots=True)
@@ -109,72 +309,27 @@ class TcpPacket:
         return seg
 
     def _parse_options(self, opts: bytes) -> None:
-        unknown: list[tuple[int, bytes]] = []
-        i, n = 0, len(opts)
-        while i < n:
-            kind = opts[i]
-            if kind == TcpOption.EOL:
-                break
-            if kind == TcpOption.NOP:
-                i += 1
-                continue
-            if i + 1 >= n:
-                raise MalformedError("bad_option", f"kind {kind} without length")
-            length = opts[i + 1]
-            if length < 2 or i + length > n:
-                raise MalformedError("bad_option", f"kind {kind} length {length}")
-            body = opts[i + 2 : i + length]
-            fixed = _FIXED_LEN.get(kind)
-            if fixed is not None and length != fixed:
-                raise MalformedError("bad_option", f"kind {kind} length {length}")
-            if kind == TcpOption.MSS:
-                self.mss = int.from_bytes(body, "big")
-            elif kind == TcpOption.WSCALE:
-                self.wscale = body[0]
-            elif kind == TcpOption.SACK_PERMITTED:
-                self.sack_permitted = True
-            elif kind == TcpOption.TIMESTAMPS:
-                self.timestamps = struct.unpack("!II", body)
-            elif kind == TcpOption.SACK:
-                if (length - 2) % 8 or length == 2:
-                    raise MalformedError("bad_option", f"sack length {length}")
-                edges = struct.unpack(f"!{len(body) // 4}I", body)
-                self.sack_blocks = tuple(zip(edges[::2], edges[1::2], strict=True))
-            else:
-                unknown.append((kind, bytes(body)))
-            i += length
+        unknown = _parse_options(self, opts)
         if unknown:
             self.unknown_options = tuple(unknown)
 
     def build_options(self) -> bytes:
         """Options in Linux's layout (MSS, SACK-permitted+TS, NOP+WS, NOP NOP SACK), padded."""
-        out = bytearray()
-        if self.mss is not None:
-            out += struct.pack("!BBH", TcpOption.MSS, 4, self.mss)
-        if self.timestamps is not None:
-            if self.sack_permitted:
-                out += bytes((TcpOption.SACK_PERMITTED, 2))
-            else:
-                out += b"\x01\x01"
-            out += struct.pack("!BBII", TcpOption.TIMESTAMPS, 10, *self.timestamps)
-        elif self.sack_permitted:
-            out += bytes((1, 1, TcpOption.SACK_PERMITTED, 2))
-        if self.wscale is not None:
-            out += bytes((1, TcpOption.WSCALE, 3, self.wscale))
-        if self.sack_blocks:
-            out += bytes((1, 1, TcpOption.SACK, 2 + 8 * len(self.sack_blocks)))
-            for left, right in self.sack_blocks:
-                out += struct.pack("!II", left, right)
-        for kind, body in self.unknown_options:
-            out += bytes((kind, 2 + len(body))) + body
-        if len(out) % 4:
-            out += b"\x00" * (4 - len(out) % 4)
-        if len(out) > MAX_OPTIONS_LEN:
-            raise ValueError(f"tcp options of {len(out)} bytes exceed {MAX_OPTIONS_LEN}")
-        return bytes(out)
+        return build_options(
+            self.mss,
+            self.wscale,
+            self.sack_permitted,
+            self.timestamps,
+            self.sack_blocks,
+            self.unknown_options,
+        )
 
-    def build(self, src_ip: str | bytes, dst_ip: str | bytes) -> bytes:
-        """The segment bytes with a checksum computed under the pseudo-header."""
+    def build(
+        self, src_ip: str | bytes, dst_ip: str | bytes, *, csum_partial: bool = False
+    ) -> bytes:
+        """The segment bytes with a checksum computed under the pseudo-header;
+        ``csum_partial``: the folded pseudo-header sum only, for a device to complete
+        (checksum offload, ``wire/vnet.py``)."""
         options = self.build_options()
         hlen = 20 + len(options)
         segment = bytearray(
@@ -192,5 +347,9 @@ class TcpPacket:
         )
         segment += options
         segment += self.payload
-        struct.pack_into("!H", segment, 16, tcp_checksum(src_ip, dst_ip, segment))
+        if csum_partial:
+            csum = pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment))
+        else:
+            csum = tcp_checksum(src_ip, dst_ip, segment)
+        struct.pack_into("!H", segment, 16, csum)
         return bytes(segment)

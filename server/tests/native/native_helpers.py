@@ -135,7 +135,7 @@ def tcp_responder(
     """
 
     def handler(ip: IPv4Packet, segment: bytes, now: float) -> None:
-        seg = TcpPacket.parse(segment, ip.src, ip.dst)
+        seg = TcpPacket.parse(segment, ip.src, ip.dst, verify=not ifaces[queue].rx_csum_valid)
         queues = seen.setdefault(seg.src_port, [])
         queues.append(queue)
         if seg.flags & TcpFlags.RST:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seashard.tcp import Connection, Segment, State, TcpConfig, TcpStateError
+from seashard.tcp import Connection, Segment, State, TcpConfig, TcpError, TcpStateError
 
 from .helpers import ISS, PEER_ISS, A, F, P, Peer, R, S, config, only, open_active, open_passive
 
@@ -297,7 +297,7 @@ def test_abort_sends_rst_and_closes():
     conn.abort(0.1)
     rst = only(conn.segments_out())
     assert rst.flags & R and rst.seq == ISS + 61
-    assert conn.is_closed and conn.error == "connection aborted"
+    assert conn.is_closed and conn.error is TcpError.ABORTED
     assert conn.next_deadline() is None
     with pytest.raises(TcpStateError):
         conn.send(b"x", 0.2)

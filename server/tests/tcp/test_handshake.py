@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seashard.tcp import Connection, Flags, Segment, State, TcpConfig
+from seashard.tcp import Connection, Flags, Segment, State, TcpConfig, TcpError
 from seashard.tcp.connection import DEFAULT_MSS
 
 from .helpers import ISS, PEER_ISS, A, P, Peer, R, S, config, only, open_active, open_passive
@@ -212,7 +212,7 @@ def test_syn_retransmitted_with_backoff_then_gives_up():
             times.append(now)
     assert times == [1.0, 3.0, 7.0]  # RTO 1, 2, 4
     assert now == 15.0  # the fourth timeout gives up
-    assert conn.state is State.CLOSED and conn.error == "timed out"
+    assert conn.state is State.CLOSED and conn.error is TcpError.TIMED_OUT
     assert conn.stats.retransmits == 3
 
 
@@ -223,7 +223,7 @@ def test_syn_retries_default_is_5():
     while not conn.is_closed:
         conn.on_timer(conn.next_deadline())
         n += len(conn.segments_out())
-    assert n == 5 and conn.error == "timed out"
+    assert n == 5 and conn.error is TcpError.TIMED_OUT
 
 
 def test_synack_retransmitted_then_gives_up():
@@ -234,7 +234,7 @@ def test_synack_retransmitted_then_gives_up():
     conn.on_timer(3.0)
     assert only(conn.segments_out()).flags == S | A
     conn.on_timer(7.0)
-    assert conn.is_closed and conn.error == "timed out"
+    assert conn.is_closed and conn.error is TcpError.TIMED_OUT
 
 
 def test_duplicate_syn_in_syn_received_resends_synack():
@@ -263,7 +263,7 @@ def test_syn_sent_rst_with_acceptable_ack_is_refused():
     conn = Connection.connect(ISS, 0.0, TcpConfig())
     only(conn.segments_out())
     conn.on_segment(Segment(0, ISS + 1, R | A, 0), 0.1)
-    assert conn.is_closed and conn.error == "connection refused"
+    assert conn.is_closed and conn.error is TcpError.REFUSED
     assert conn.segments_out() == []
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seashard.tcp import Connection, State, TcpConfig
+from seashard.tcp import Connection, State, TcpConfig, TcpError
 from seashard.tcp.seq import seq_add
 
 from .helpers import A, Peer, R, config, only, open_active, open_passive
@@ -26,7 +26,7 @@ def test_keepalive_probes_then_abort():
                 assert s.flags == A and s.payload == b"" and s.seq == seq_add(conn.snd_una, -1)
                 times.append(now)
     assert times == [10.0, 12.0, 14.0]
-    assert conn.error == "timed out" and conn.stats.keepalives == 3
+    assert conn.error is TcpError.TIMED_OUT and conn.stats.keepalives == 3
 
 
 def test_keepalive_answered_keeps_connection():

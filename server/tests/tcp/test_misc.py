@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seashard.tcp import Connection, Segment, State, TcpConfig, is_initial_syn
+from seashard.tcp import Connection, Segment, State, TcpConfig, TcpError, is_initial_syn
 
 from .helpers import ISS, PEER_ISS, A, F, P, Peer, R, S, config, only, open_active, open_passive
 
@@ -73,7 +73,7 @@ def test_unanswered_zero_window_probes_time_out():
     while not conn.is_closed:
         conn.on_timer(conn.next_deadline())
         probes += len(conn.segments_out())
-    assert probes == 4 and conn.error == "timed out"
+    assert probes == 4 and conn.error is TcpError.TIMED_OUT
 
 
 def test_answered_zero_window_probes_continue_forever():

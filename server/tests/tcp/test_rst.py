@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seashard.tcp import Connection, Segment, State, TcpConfig
+from seashard.tcp import Connection, Segment, State, TcpConfig, TcpError
 
 from .helpers import ISS, PEER_ISS, A, F, Peer, R, S, config, only, open_active, open_passive
 
@@ -41,11 +41,11 @@ def _in_state(state: State) -> tuple[Connection, Peer]:
 
 
 RESET_ERRORS = {
-    State.SYN_RECEIVED: "connection reset",
-    State.ESTABLISHED: "connection reset",
-    State.FIN_WAIT_1: "connection reset",
-    State.FIN_WAIT_2: "connection reset",
-    State.CLOSE_WAIT: "connection reset",
+    State.SYN_RECEIVED: TcpError.RESET,
+    State.ESTABLISHED: TcpError.RESET,
+    State.FIN_WAIT_1: TcpError.RESET,
+    State.FIN_WAIT_2: TcpError.RESET,
+    State.CLOSE_WAIT: TcpError.RESET,
     State.CLOSING: None,
     State.LAST_ACK: None,
 }
@@ -86,7 +86,7 @@ def test_rst_after_challenge_ack_with_right_seq_closes():
     challenge = only(conn.segments_out())
     # A legitimate peer answers the challenge with a RST at exactly SEG.ACK.
     conn.on_segment(peer.rst(seq=challenge.ack), 1.1)
-    assert conn.is_closed and conn.error == "connection reset"
+    assert conn.is_closed and conn.error is TcpError.RESET
 
 
 def test_rst_in_syn_received_of_simultaneous_open_is_refused():
@@ -96,7 +96,7 @@ def test_rst_in_syn_received_of_simultaneous_open_is_refused():
     assert a.state is State.SYN_RECEIVED
     a.segments_out()
     a.on_segment(Segment(901, 0, R, 0), 0.1)
-    assert a.is_closed and a.error == "connection refused"
+    assert a.is_closed and a.error is TcpError.REFUSED
 
 
 @pytest.mark.parametrize(

@@ -254,8 +254,15 @@ def test_newreno_slow_start_and_avoidance():
     cc = NewReno(1000, iw=3000)
     cc.on_new_ack(1000, 0, 0)
     assert cc.cwnd == 4000
-    cc.on_new_ack(3000, 0, 0)  # at most one MSS per ACK in slow start
+    cc.ssthresh = 5000
+    cc.on_new_ack(3000, 0, 0)  # a stretch ACK counts whole (Linux), up to ssthresh:
+    assert cc.cwnd == 5000  # the other 2000 bytes go to congestion avoidance
+    for _ in range(2):
+        cc.on_new_ack(1000, 0, 0)
     assert cc.cwnd == 5000
+    cc.on_new_ack(1000, 0, 0)  # 5000 acknowledged in avoidance: +1 MSS
+    assert cc.cwnd == 6000
+    cc = NewReno(1000, iw=5000)
     cc.ssthresh = 5000  # now in congestion avoidance
     for _ in range(4):
         cc.on_new_ack(1000, 0, 0)

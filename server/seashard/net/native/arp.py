@@ -105,6 +105,10 @@ class ArpCache:
         self.max_queued = max_queued
         self.max_entries = max_entries
         self._entries: dict[str, tuple[str, float]] = {}  # ip -> (mac, expires_at)
+        # Bumped whenever an entry changes its MAC or goes before its expiry, so a
+        # copy of (mac, expires_at) (TCP's per-connection header templates) stays
+        # valid while the generation is the same and the expiry has not passed.
+        self.generation = 0
         self._pending: dict[str, _Pending] = {}
 
     # -- lookups ---------------------------------------------------------------------
@@ -119,13 +123,20 @@ class ArpCache:
             return None
         return entry[0]
 
+    def entry(self, ip: str, now: float) -> tuple[str, float] | None:
+        """(mac, expires_at) of ``ip``'s live entry, or None; see ``generation``."""
+        if self.lookup(ip, now) is None:
+            return None
+        return self._entries[ip]
+
     def entries(self, now: float) -> dict[str, str]:
         """A snapshot of the live entries, ip -> mac (for the admin endpoint)."""
         return {ip: mac for ip, (mac, exp) in self._entries.items() if exp > now}
 
     def forget(self, ip: str) -> None:
         """Drop the entry for ``ip`` (the next packet to it resolves afresh)."""
-        self._entries.pop(ip, None)
+        if self._entries.pop(ip, None) is not None:
+            self.generation += 1
 
     def pending(self) -> list[str]:
         """The addresses being resolved."""
@@ -224,6 +235,9 @@ class ArpCache:
             if len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]  # the oldest insertion
                 self.counters["arp_cache_evictions"] += 1
+                self.generation += 1
+        elif self._entries[ip][0] != mac:
+            self.generation += 1  # the neighbour moved
         self._entries[ip] = (mac, now + self.entry_ttl)
         pending = self._pending.pop(ip, None)
         if pending is not None:

@@ -3,6 +3,24 @@
 Each shard opens its own queue: queue ``i`` of a multiqueue TAP, or socket ``i``
 of an AF_PACKET fanout group, so the kernel's flow hash decides which shard
 sees a flow, and frames a shard writes keep the flow on its queue.
+
+Offloads (virtio-net, ``wire/vnet.py``): unless opened with ``offload=False``, a
+TAP is opened with ``IFF_VNET_HDR`` (``TUNSETVNETHDRSZ`` 10, ``TUNSETOFFLOAD``
+CSUM|TSO4) and an AF_PACKET socket gets ``PACKET_VNET_HDR``; what the kernel
+accepted is ``offloads``, a subset of:
+
+- ``"csum"``: we may send TCP frames with a partial checksum (the kernel fills it in);
+- ``"tso4"``: we may send TCP frames of up to 64 KB with ``gso_size`` = MSS, which
+  the kernel cuts into MSS-sized segments;
+- ``"gro"``: the kernel may hand us TCP frames of up to 64 KB (merged, or a local
+  sender's unsegmented ones), and frames whose checksum needs no check
+  (``rx_csum_valid``).
+
+Where the kernel refuses, the device falls back to the plain path (no header,
+whole checksummed MTU-sized frames both ways; ``offloads`` empty). All queues of
+one TAP must agree (its flags are the device's, not the queue's): every shard
+opens with the same ``offload``. A received header that makes no sense is
+counted in ``vnet_drops[reason]`` and its frame dropped.
 """
 
 from __future__ import annotations
@@ -12,10 +30,13 @@ import fcntl
 import os
 import socket
 import struct
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from seashard.wire import vnet
 from seashard.wire.checksum import internet_checksum, pseudo_header_sum
+from seashard.wire.errors import MalformedError
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA
@@ -23,6 +44,11 @@ TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_MULTI_QUEUE = 0x0100
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
 # <linux/sockios.h>, <linux/if.h>
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -32,6 +58,7 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_AUXDATA = 8
+PACKET_VNET_HDR = 15
 PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
 PACKET_FANOUT_HASH = 0
@@ -41,6 +68,50 @@ ETH_P_ALL = 0x0003
 
 _MAX_FRAME = 65536 + 64  # a GSO super-frame from a veth peer can exceed the MTU
 _AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
+
+CSUM, TSO4, GRO = "csum", "tso4", "gro"
+ALL_OFFLOADS = frozenset((CSUM, TSO4, GRO))
+NO_OFFLOADS: frozenset[str] = frozenset()
+
+
+def offloads_label(offloads: frozenset[str]) -> str:
+    """``"csum,tso4,gro"`` (in that order), or "" for the plain path."""
+    return ",".join(o for o in (CSUM, TSO4, GRO) if o in offloads)
+
+
+class _VnetRx:
+    """Receive buffers and the header check shared by both devices."""
+
+    def __init__(self) -> None:
+        self._hdr = bytearray(vnet.VNET_HDR_LEN)
+        self._buf = bytearray(_MAX_FRAME)
+        self._bufs = [self._hdr, self._buf]
+        self.vnet_drops: Counter[str] = Counter()  # received headers that made no sense
+        self.stats: Counter[str] = Counter()
+
+    def _take(self, n: int) -> bytes | None:
+        """The frame of ``n`` bytes just read after the header, or None if dropped."""
+        size = n - vnet.VNET_HDR_LEN
+        if size < 0:
+            self.vnet_drops["truncated"] += 1
+            return None
+        frame = bytes(memoryview(self._buf)[:size])
+        hdr = self._hdr
+        if hdr == vnet.PLAIN:
+            self.rx_csum_valid = False
+            return frame
+        try:
+            h = vnet.VnetHeader.parse(hdr)
+            h.validate(frame)
+        except MalformedError as exc:
+            self.vnet_drops[exc.reason] += 1
+            return None
+        self.rx_csum_valid = h.csum_ok
+        if h.gso_type:
+            self.stats["rx_gso_frames"] += 1
+        return frame
+
+    rx_csum_valid = False
 
 
 class DeviceError(OSError):
@@ -57,6 +128,10 @@ class Device(Protocol):
     name: str
     queues: int  # queues (or fanout sockets) the device is shared by
     queue_index: int  # which of them this one is
+    offloads: frozenset[str]  # negotiated at open: a subset of ALL_OFFLOADS; empty = plain
+    # The frame the last recv() returned needs no L4 checksum check (DATA_VALID,
+    # or NEEDS_CSUM from a local sender).
+    rx_csum_valid: bool
 
     def fileno(self) -> int | None:
         """The fd to watch for readability, or None for in-memory devices."""
@@ -66,8 +141,12 @@ class Device(Protocol):
         """The next received frame, or None when none is waiting (never blocks)."""
         ...
 
-    def send(self, frame: bytes) -> bool:
-        """Send one frame; False when it was dropped (device busy or down)."""
+    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
+        """Send one frame; False when it was dropped (device busy or down).
+
+        ``gso_size`` > 0: an IPv4 TCP frame whose payload exceeds it, to be cut into
+        segments of that size ("tso4").  ``csum_partial``: its TCP checksum field
+        holds the folded pseudo-header sum, for the device to complete ("csum")."""
         ...
 
     def close(self) -> None: ...
@@ -87,11 +166,13 @@ def _device_error(kind: str, name: str, exc: OSError, hint: str) -> DeviceError:
     return DeviceError(exc.errno, f"{kind} device {name}: {reason} ({hint})")
 
 
-class TapDevice:
+class TapDevice(_VnetRx):
     """One queue of a (multiqueue) TAP device: created if absent, attached if present.
 
     Every ``TapDevice`` opened on the same name adds a queue; the kernel picks a
     queue per flow by its hash, and remembers which queue last wrote a flow.
+    With ``offload`` (the default) the queue speaks virtio-net headers where the
+    kernel allows it (``offloads``).
     """
 
     def __init__(
@@ -103,46 +184,106 @@ class TapDevice:
         multi_queue: bool = True,
         up: bool = True,
         persist: bool = False,
+        offload: bool = True,
     ) -> None:
         if not 0 < len(name.encode()) < 16:
             raise ValueError(f"tap device name {name!r} must be 1..15 bytes")
+        super().__init__()
         self.name = name
         self.queue_index = queue_index
         self.queues = queues
         self.created = not os.path.exists(f"/sys/class/net/{name}")
+        self.offloads: frozenset[str] = NO_OFFLOADS
+        self._vnet = False
+        self._fd = -1
         flags = IFF_TAP | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0)
+        if offload:
+            try:
+                self._open(flags | IFF_VNET_HDR, persist)
+                self._negotiate()
+            except OSError:
+                self.close()  # refused: the plain path
+                self.offloads, self._vnet = NO_OFFLOADS, False
+        if self._fd < 0:
+            self._open(flags, persist, user_errors=True)
+            try:  # a persistent TAP keeps the offloads of its last user: none on this path
+                _tun_ioctl(self._fd, TUNSETOFFLOAD, 0)
+            except OSError:
+                pass
+        if up:
+            try:
+                _set_up(name)
+            except OSError as exc:
+                self.close()
+                raise _device_error("tap", name, exc, "need CAP_NET_ADMIN") from None
+
+    def _open(self, flags: int, persist: bool, user_errors: bool = False) -> None:
+        name = self.name
+        hint = "need CAP_NET_ADMIN and /dev/net/tun"
         try:
             self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            raise _device_error("tap", name, exc, "need CAP_NET_ADMIN and /dev/net/tun") from None
+            raise _device_error("tap", name, exc, hint) from None
         try:
             fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
             if persist:
                 fcntl.ioctl(self._fd, TUNSETPERSIST, 1)
-            if up:
-                _set_up(name)
         except OSError as exc:
             os.close(self._fd)
-            hint = "need CAP_NET_ADMIN and /dev/net/tun"
+            self._fd = -1
+            if not user_errors:
+                raise
             if exc.errno == errno.EINVAL:
                 hint = "does it exist as a TUN, or without multi_queue?"
             raise _device_error("tap", name, exc, hint) from None
+
+    def _negotiate(self) -> None:
+        """With IFF_VNET_HDR on: the header size, then what the kernel may hand us."""
+        _tun_ioctl(self._fd, TUNSETVNETHDRSZ, vnet.VNET_HDR_LEN)
+        self._vnet = True
+        try:
+            _tun_ioctl(self._fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+            self.offloads = ALL_OFFLOADS
+        except OSError:  # we may still send with offloads; we receive plain frames
+            _tun_ioctl(self._fd, TUNSETOFFLOAD, 0)
+            self.offloads = frozenset((CSUM, TSO4))
 
     def fileno(self) -> int:
         return self._fd
 
     def recv(self) -> bytes | None:
-        try:
-            return os.read(self._fd, _MAX_FRAME)
-        except BlockingIOError:
-            return None
+        if not self._vnet:
+            try:
+                return os.read(self._fd, _MAX_FRAME)
+            except BlockingIOError:
+                return None
+        while True:
+            try:
+                n = os.readv(self._fd, self._bufs)
+            except BlockingIOError:
+                return None
+            frame = self._take(n)
+            if frame is not None:
+                return frame
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
         try:
-            os.write(self._fd, frame)
-        except OSError:  # EAGAIN when full, EIO while the link is down
+            if not self._vnet:
+                if gso_size or csum_partial:
+                    return _send_all(
+                        self._write, vnet.software_offload(frame, gso_size, csum_partial)
+                    )
+                os.write(self._fd, frame)
+            else:
+                os.writev(self._fd, (vnet.header_for(frame, gso_size, csum_partial), frame))
+                if gso_size:
+                    self.stats["tx_gso_frames"] += 1
+        except (OSError, ValueError):  # EAGAIN when full, EIO while the link is down
             return False
         return True
+
+    def _write(self, frame: bytes) -> None:
+        os.write(self._fd, frame)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -153,13 +294,26 @@ class TapDevice:
         return f"TapDevice({self.name!r}, queue {self.queue_index} of {self.queues})"
 
 
-class PacketDevice:
+def _tun_ioctl(fd: int, request: int, value: int) -> None:
+    """TUNSETOFFLOAD (an int by value) or TUNSETVNETHDRSZ (a pointer to an int);
+    module-level, so tests can make the kernel refuse."""
+    fcntl.ioctl(fd, request, struct.pack("i", value) if request == TUNSETVNETHDRSZ else value)
+
+
+def _send_all(write: Callable[[bytes], object], frames: list[bytes]) -> bool:
+    for frame in frames:
+        write(frame)
+    return True
+
+
+class PacketDevice(_VnetRx):
     """An AF_PACKET socket on an interface (e.g. one end of a veth), in a fanout group.
 
     Every socket of the group (one per shard) gets a share of the flows, chosen by
     the kernel's symmetric flow hash (PACKET_FANOUT_HASH). Frames we send
-    ourselves are not looped back. Checksums left for offload (the peer's veth
-    hands over CHECKSUM_PARTIAL frames) are completed here, as a NIC would.
+    ourselves are not looped back. On the plain path, checksums left for offload
+    (the peer's veth hands over CHECKSUM_PARTIAL frames) are completed here, as a
+    NIC would; with ``PACKET_VNET_HDR`` (``offload``) the header says so instead.
     """
 
     def __init__(
@@ -170,10 +324,14 @@ class PacketDevice:
         *,
         fanout_group: int | None = None,
         promiscuous: bool = True,
+        offload: bool = True,
     ) -> None:
+        super().__init__()
         self.name = ifname
         self.queue_index = queue_index
         self.queues = queues
+        self.offloads: frozenset[str] = NO_OFFLOADS
+        self._vnet = False
         hint = "need CAP_NET_RAW and an existing interface"
         try:
             ifindex = socket.if_nametoindex(ifname)
@@ -186,6 +344,13 @@ class PacketDevice:
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except OSError as exc:
             raise _device_error("packet", ifname, exc, hint) from None
+        if offload:
+            try:  # before bind, so no frame is ever queued without its header
+                _packet_setsockopt(self._sock, PACKET_VNET_HDR, 1)
+                self._vnet = True
+                self.offloads = ALL_OFFLOADS
+            except OSError:
+                pass  # refused: the plain path
         try:
             self._sock.bind((ifname, ETH_P_ALL))
             self._sock.setblocking(False)
@@ -210,6 +375,17 @@ class PacketDevice:
         return self._sock.fileno()
 
     def recv(self) -> bytes | None:
+        if self._vnet:
+            while True:
+                try:
+                    n, _anc, _flags, addr = self._sock.recvmsg_into(self._bufs)
+                except BlockingIOError:
+                    return None
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                frame = self._take(n)
+                if frame is not None:
+                    return frame
         while True:
             try:
                 frame, ancdata, _flags, addr = self._sock.recvmsg(_MAX_FRAME, self._ancbufsize)
@@ -222,10 +398,19 @@ class PacketDevice:
                 self.checksums_completed += 1
             return frame
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
         try:
-            self._sock.send(frame)
-        except OSError:  # ENOBUFS/EAGAIN when the queue is full, ENETDOWN
+            if self._vnet:
+                self._sock.sendmsg((vnet.header_for(frame, gso_size, csum_partial), frame))
+                if gso_size:
+                    self.stats["tx_gso_frames"] += 1
+            elif gso_size or csum_partial:
+                return _send_all(
+                    self._sock.send, vnet.software_offload(frame, gso_size, csum_partial)
+                )
+            else:
+                self._sock.send(frame)
+        except (OSError, ValueError):  # ENOBUFS/EAGAIN when the queue is full, ENETDOWN
             return False
         return True
 
@@ -234,6 +419,11 @@ class PacketDevice:
 
     def __repr__(self) -> str:
         return f"PacketDevice({self.name!r}, queue {self.queue_index} of {self.queues})"
+
+
+def _packet_setsockopt(sock: socket.socket, option: int, value: int) -> None:
+    """A SOL_PACKET option (module-level, so tests can make the kernel refuse)."""
+    sock.setsockopt(SOL_PACKET, option, value)
 
 
 def _checksum_not_ready(ancdata: list[tuple[int, int, bytes]]) -> bool:
@@ -267,36 +457,75 @@ def complete_checksum(frame: bytes) -> bytes:
 class MemoryDevice:
     """An in-memory device for tests: ``inject`` frames to receive, ``take_sent`` what was sent.
 
-    With a ``peer``, sent frames are also injected into the peer (a virtual cable).
+    With a ``peer``, sent frames are also injected into the peer (a virtual cable),
+    as the kernel would pass them: whole with their offloads when the peer has
+    "gro", else cut up and checksummed (``software_offload``).  ``offloads`` is
+    settable; ``sent_info`` records ``(frame, gso_size, csum_partial)`` of each send.
     """
 
-    def __init__(self, name: str = "mem0", *, peer: MemoryDevice | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "mem0",
+        *,
+        peer: MemoryDevice | None = None,
+        offloads: frozenset[str] = NO_OFFLOADS,
+    ) -> None:
         self.name = name
         self.queue_index = 0
         self.queues = 1
         self.peer = peer
+        self.offloads = frozenset(offloads)
+        self.rx_csum_valid = False
         self.sent: list[bytes] = []
-        self._inbox: deque[bytes] = deque()
+        self.sent_info: list[tuple[bytes, int, bool]] = []
+        self._inbox: deque[tuple[bytes, bool]] = deque()
+        self.vnet_drops: Counter[str] = Counter()
         self.closed = False
 
     def fileno(self) -> None:
         return None
 
-    def inject(self, frame: bytes) -> None:
-        self._inbox.append(bytes(frame))
+    def inject(self, frame: bytes, csum_valid: bool = False) -> None:
+        """Queue ``frame`` for recv(); ``csum_valid``: its rx_csum_valid."""
+        self._inbox.append((bytes(frame), csum_valid))
+
+    def inject_vnet(self, data: bytes) -> None:
+        """Queue a buffer as a TAP with IFF_VNET_HDR hands it over: header, then frame.
+        A header that makes no sense is counted in ``vnet_drops`` and dropped."""
+        try:
+            hdr, frame = vnet.split(data)
+        except MalformedError as exc:
+            self.vnet_drops[exc.reason] += 1
+            return
+        self.inject(bytes(frame), hdr.csum_ok)
 
     def recv(self) -> bytes | None:
-        return self._inbox.popleft() if self._inbox else None
+        if not self._inbox:
+            return None
+        frame, self.rx_csum_valid = self._inbox.popleft()
+        return frame
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
         self.sent.append(frame)
-        if self.peer is not None:
-            self.peer.inject(frame)
+        self.sent_info.append((frame, gso_size, csum_partial))
+        peer = self.peer
+        if peer is not None:
+            if GRO in peer.offloads:
+                peer.inject(frame, csum_partial)
+            else:
+                for f in vnet.software_offload(frame, gso_size, csum_partial):
+                    peer.inject(f)
         return True
 
     def take_sent(self) -> list[bytes]:
         sent, self.sent = self.sent, []
+        self.sent_info = []
         return sent
+
+    def take_sent_info(self) -> list[tuple[bytes, int, bool]]:
+        info, self.sent_info = self.sent_info, []
+        self.sent = []
+        return info
 
     def close(self) -> None:
         self.closed = True

@@ -4,17 +4,30 @@ The only place below TCP that touches an event loop or a clock: frames are read
 when the device fd is readable, and the Interface's timers (ARP retries) run on
 ``loop.call_at``. ``now`` is ``loop.time()`` everywhere, so deadlines and the
 loop's timers share one clock.
+
+Batching (Seastar's poller): every wakeup drains up to ``batch`` frames, and the
+whole batch is processed before anything is transmitted: with a ``batching``
+layer (the TcpLayer), its ``begin_batch``/``end_batch`` bracket the frames, so a
+connection sends at most one ACK per batch and its data after all the ACKs the
+batch brought.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from .devices import Device
 from .ipv4 import Interface
 
 log = logging.getLogger(__name__)
+
+
+class Batching(Protocol):
+    def begin_batch(self) -> None: ...
+    def end_batch(self) -> None: ...
 
 
 class Driver:
@@ -31,11 +44,13 @@ class Driver:
         loop: asyncio.AbstractEventLoop | None = None,
         *,
         batch: int = 64,
+        batching: Batching | None = None,
     ) -> None:
         self.device = device
         self.interface = interface
         self.loop = loop or asyncio.get_running_loop()
         self.batch = batch  # frames per wakeup, so one busy queue cannot starve other tasks
+        self.batching = batching
         self.device_errors = 0
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
@@ -69,12 +84,28 @@ class Driver:
     def pump(self) -> int:
         """Deliver up to ``batch`` waiting frames to the interface; returns how many."""
         n = 0
-        while n < self.batch:
-            frame = self.device.recv()
-            if frame is None:
-                break
-            self.interface.receive(frame, self.loop.time())
-            n += 1
+        recv = self.device.recv
+        receive = self.interface.receive
+        device = self.device
+        batching = self.batching
+        frame = recv()
+        if frame is None:
+            return 0
+        now = self.loop.time()
+        if batching is not None:
+            batching.begin_batch()
+        try:
+            while True:
+                receive(frame, now, device.rx_csum_valid)
+                n += 1
+                if n >= self.batch:
+                    break
+                frame = recv()
+                if frame is None:
+                    break
+        finally:
+            if batching is not None:
+                batching.end_batch()
         return n
 
     def drain(self, batches: int = 16) -> None:
@@ -121,3 +152,37 @@ class Driver:
         self._timer = None
         self.interface.poll(self.loop.time())
         self._rearm()
+
+
+class LoopTimer:
+    """The asyncio side of a sans-IO component's timers: one loop timer, always at
+    its ``next_deadline()``, which runs ``poll(now)`` (the TcpLayer's connection
+    timers: one per shard, however many connections)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        poll: Callable[[float], None],
+        next_deadline: Callable[[], float | None],
+    ) -> None:
+        self.loop = loop
+        self.poll = poll
+        self.next_deadline = next_deadline
+        self.when: float | None = None  # what the loop timer is set for
+        self._handle: asyncio.TimerHandle | None = None
+
+    def update(self) -> None:
+        """Re-arm at ``next_deadline()`` (after anything that may have moved it)."""
+        when = self.next_deadline()
+        if when == self.when:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self.when = when
+        self._handle = None if when is None else self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.when = None
+        self.poll(self.loop.time())
+        self.update()

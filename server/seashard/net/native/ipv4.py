@@ -1,7 +1,13 @@
 """The per-shard L3 of the native stack: Ethernet in, ARP/ICMP/TCP dispatch, IPv4 out.
 
 Sans-IO: frames leave through the ``transmit`` callable the owner supplies (the
-device's ``send``), time comes in as ``now``. Every received frame ends in
+device's ``send``), time comes in as ``now``.  ``offloads`` are the device's
+(``devices.py``): with "csum"/"tso4" a TCP frame may leave with a partial
+checksum and as a GSO frame beyond the MTU (``send_ipv4(gso_size=,
+csum_partial=)``, passed on to ``transmit(frame, gso_size, csum_partial)``;
+frames without either are passed as ``transmit(frame)``, as ever); a received
+frame the device vouches for (``receive(csum_valid=True)``) is handed to TCP
+with ``rx_csum_valid`` set, so its checksum is not verified again. Every received frame ends in
 exactly one of ``counters["frames_accepted"]`` or ``drops[reason]`` (whose
 total is ``counters["frames_dropped"]``); outgoing packets that could not be
 sent are counted in ``tx_drops[reason]``.
@@ -27,6 +33,7 @@ from seashard.wire.ethernet import (
     mac_to_str,
 )
 from seashard.wire.ipv4 import IpProto, IPv4Packet
+from seashard.wire.vnet import software_offload
 
 from .arp import ArpCache, LearnHook, Transmit, WakeupHook
 from .icmp import echo_reply
@@ -90,8 +97,12 @@ class Interface:
         on_arp_reply_elsewhere: LearnHook | None = None,
         ident_start: int = 0,
         arp_options: Mapping[str, float] | None = None,
+        offloads: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
+        self.offloads = offloads  # the device's: "csum", "tso4", "gro" (devices.py)
+        # The frame being received needs no L4 checksum check (its device said so).
+        self.rx_csum_valid = False
         self.ip = config.host_ip
         assert config.mac is not None  # __post_init__ fills it in
         self.mac: str = config.mac
@@ -151,10 +162,12 @@ class Interface:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive(self, frame: bytes, now: float) -> None:
-        """Process one received Ethernet frame."""
+    def receive(self, frame: bytes, now: float, csum_valid: bool = False) -> None:
+        """Process one received Ethernet frame; ``csum_valid``: the device checked (or
+        a local sender left to us) its L4 checksum, TCP need not verify it."""
         self.counters["frames_received"] += 1
         self.counters["bytes_received"] += len(frame)
+        self.rx_csum_valid = csum_valid
         reason = self._receive(frame, now)
         if reason is None:
             self.counters["frames_accepted"] += 1
@@ -240,8 +253,14 @@ class Interface:
         ttl: int | None = None,
         tos: int = 0,
         dont_fragment: bool = True,
+        gso_size: int = 0,
+        csum_partial: bool = False,
     ) -> bool:
-        """Send ``payload`` to ``dst``; False when it was dropped at once (counted)."""
+        """Send ``payload`` to ``dst``; False when it was dropped at once (counted).
+
+        ``gso_size`` > 0 (a TCP segment whose payload exceeds it, device "tso4"):
+        the datagram may exceed the MTU, the device cuts it up.  ``csum_partial``
+        (device "csum"): its TCP checksum field holds the pseudo-header sum."""
         packet = IPv4Packet(
             self.ip,
             dst,
@@ -252,13 +271,22 @@ class Interface:
             tos=tos,
             dont_fragment=dont_fragment,
         ).build()
-        self._ident = (self._ident + 1) & 0xFFFF
-        if len(packet) > self.config.mtu:
-            self.tx_drops["too_big"] += 1
-            return False
+        if gso_size:
+            # GSO: one IPv4 identifier per segment the device makes (as Linux does)
+            segs = -(-(len(payload) - (payload[12] >> 4) * 4) // gso_size)
+            self._ident = (self._ident + max(segs, 1)) & 0xFFFF
+        else:
+            self._ident = (self._ident + 1) & 0xFFFF
+            if len(packet) > self.config.mtu:
+                self.tx_drops["too_big"] += 1
+                return False
         self.counters["ipv4_sent"] += 1
         if dst in (_LIMITED_BROADCAST, self._subnet_broadcast):
-            self._transmit(EthernetFrame(BROADCAST_MAC, self.mac, ETH_P_IPV4, packet).build())
+            self._transmit(
+                EthernetFrame(BROADCAST_MAC, self.mac, ETH_P_IPV4, packet).build(),
+                gso_size,
+                csum_partial,
+            )
             return True
         if dst == self.ip:
             self.tx_drops["loopback"] += 1
@@ -267,11 +295,42 @@ class Interface:
         if hop is None:
             self.tx_drops["no_route"] += 1
             return False
+        if gso_size or csum_partial:
+            mac = self.arp.lookup(hop, now)
+            if mac is not None:
+                self._transmit(
+                    EthernetFrame(mac, self.mac, ETH_P_IPV4, packet).build(),
+                    gso_size,
+                    csum_partial,
+                )
+                return True
+            # Unresolved: the ARP queue holds plain packets; do the device's part here.
+            frame = EthernetFrame(BROADCAST_MAC, self.mac, ETH_P_IPV4, packet).build()
+            for f in software_offload(frame, gso_size, csum_partial):
+                self.arp.send_ipv4(hop, f[14:], now)
+            return True
         self.arp.send_ipv4(hop, packet, now)
         return True
 
-    def _transmit(self, frame: bytes) -> None:
-        if self._device_transmit(frame) is False:
+    def take_ident(self, count: int = 1) -> int:
+        """The next IPv4 identifier, reserving ``count`` (one per segment GSO makes)."""
+        ident = self._ident
+        self._ident = (ident + count) & 0xFFFF
+        return ident
+
+    def send_frame(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> None:
+        """A complete Ethernet + IPv4 frame to a resolved neighbour, built by the caller
+        (TCP's per-connection header templates, with ``take_ident``); counted as
+        ``send_ipv4`` counts what it sends."""
+        self.counters["ipv4_sent"] += 1
+        self._transmit(frame, gso_size, csum_partial)
+
+    def _transmit(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> None:
+        if gso_size or csum_partial:
+            ok = self._device_transmit(frame, gso_size, csum_partial)  # type: ignore[call-arg]
+        else:
+            ok = self._device_transmit(frame)
+        if ok is False:
             self.tx_drops["device"] += 1
             return
         self.counters["frames_sent"] += 1

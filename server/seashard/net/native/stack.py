@@ -25,7 +25,15 @@ from typing import Any
 
 from seashard import smp
 from seashard.net.api import BindError, ListenOptions, SocketAddress
-from seashard.net.native.devices import DeviceError, PacketDevice, TapDevice
+from seashard.net.native.devices import (
+    CSUM,
+    NO_OFFLOADS,
+    TSO4,
+    DeviceError,
+    PacketDevice,
+    TapDevice,
+    offloads_label,
+)
 from seashard.net.native.driver import Driver
 from seashard.net.native.ipv4 import Interface, InterfaceConfig
 from seashard.net.native.limits import NativeLimits
@@ -95,15 +103,24 @@ class NativeStack:
         except ValueError as exc:
             raise smp.StartupError(f"native stack: {exc}") from None
         self.device: TapDevice | PacketDevice | None = None
+        offload = getattr(cfg, "offload", True)  # --no-offload: the plain path
         if shard.id < queues:
             try:
                 if cfg.tap_device:
-                    self.device = TapDevice(cfg.tap_device, shard.id, queues)
+                    self.device = TapDevice(cfg.tap_device, shard.id, queues, offload=offload)
                 else:
-                    self.device = PacketDevice(cfg.packet_device, shard.id, queues)
+                    self.device = PacketDevice(cfg.packet_device, shard.id, queues, offload=offload)
             except (DeviceError, ValueError) as exc:
                 raise smp.StartupError(str(exc)) from None
-        transmit = self.device.send if self.device is not None else self._proxy_transmit
+        if self.device is not None:
+            transmit = self.device.send
+            offloads = self.device.offloads
+        else:
+            # Without a queue of its own a shard sends through one that has one; that
+            # shard's device does (or, refused, that shard does in software) the rest.
+            transmit = self._proxy_transmit
+            offloads = frozenset((CSUM, TSO4)) if offload else NO_OFFLOADS
+        self.offloads = offloads
         limits: NativeLimits = cfg.limits
         self.interface = Interface(
             iface_cfg,
@@ -111,6 +128,7 @@ class NativeStack:
             on_arp_learn=self._share_arp,
             on_arp_reply_elsewhere=self._pass_arp_reply,
             arp_options={"max_entries": limits.arp_cache_entries},
+            offloads=offloads,
         )
         rss = RssSteering(shard.count) if queues < shard.count else None
         ip = self.interface.ip
@@ -127,9 +145,14 @@ class NativeStack:
         )
         self.interface.tcp_handler = self.tcp.on_packet
         self.frames_proxied = 0
+        self.frames_proxied_gso = 0  # of them, GSO frames (the owning device cuts them)
         self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
         self.tcp.previous_time_wait = self._load_time_wait()
-        self.driver = Driver(self.device, self.interface, self.loop) if self.device else None
+        self.driver = (
+            Driver(self.device, self.interface, self.loop, batching=self.tcp)
+            if self.device
+            else None
+        )
         if self.driver is not None:
             self.driver.start()
             self.tcp.drain = self.driver.drain
@@ -167,14 +190,22 @@ class NativeStack:
     def _on_segment(self, _sender: int, payload: tuple[str, bytes], _fds: list[int]) -> None:
         self.tcp.on_forwarded(*payload)
 
-    def _proxy_transmit(self, frame: bytes) -> bool:
+    def _proxy_transmit(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
         self.frames_proxied += 1
-        self.shard.send(self.shard.id % self.queues, _TX, frame)
+        if gso_size:
+            self.frames_proxied_gso += 1
+        payload = (frame, gso_size, csum_partial) if gso_size or csum_partial else frame
+        self.shard.send(self.shard.id % self.queues, _TX, payload)
         return True
 
-    def _on_tx(self, _sender: int, frame: bytes, _fds: list[int]) -> None:
+    def _on_tx(
+        self, _sender: int, payload: bytes | tuple[bytes, int, bool], _fds: list[int]
+    ) -> None:
         if self.device is not None:
-            self.device.send(frame)
+            if isinstance(payload, tuple):
+                self.device.send(*payload)
+            else:
+                self.device.send(payload)
 
     # ------------------------------------------------------------ network_stack
 
@@ -203,10 +234,11 @@ class NativeStack:
             "bytes_out": tcp.stats["bytes_out"],
             "frames_received": counters.pop("frames_received"),
             "frames_sent": counters.pop("frames_sent"),
-            "frames_dropped": dict(iface.drops),
+            "frames_dropped": {**dict(iface.drops), **self._vnet_drops()},
             "frames_tx_dropped": dict(iface.tx_drops),
             "frames_forwarded": tcp.stats["segments_forwarded"],
             "frames_proxied": self.frames_proxied,
+            "frames_proxied_gso": self.frames_proxied_gso,
             "tcp_segments_in": tcp.stats["segments_in"],
             "tcp_segments_out": tcp.stats["segments_out"],
             "tcp_rst_sent": tcp.stats["rst_sent"],
@@ -215,9 +247,22 @@ class NativeStack:
             "tcp_retransmits": sum(c.tcp.stats.retransmits for c in tcp.conns.values())
             + tcp.stats["retransmits_closed"],
             "arp_cache_entries": len(iface.arp.entries(self.loop.time())),
+            # one series per shard, the negotiated set as its label (admin.py LABELS)
+            "device_offloads": {offloads_label(self.offloads): 1},
+            "device_gso_frames_received": self._device_stat("rx_gso_frames"),
+            "device_gso_frames_sent": self._device_stat("tx_gso_frames"),
             **self._limit_metrics(),
             **{k: v for k, v in counters.items() if k.startswith(("arp_", "icmp_", "ipv4_"))},
         }
+
+    def _vnet_drops(self) -> dict[str, int]:
+        """Frames the device dropped for a virtio-net header that made no sense."""
+        drops = getattr(self.device, "vnet_drops", None) or {}
+        return {f"vnet_{reason}": n for reason, n in drops.items()}
+
+    def _device_stat(self, name: str) -> int:
+        stats = getattr(self.device, "stats", None)
+        return int(stats[name]) if stats is not None else 0
 
     def _limit_metrics(self) -> dict[str, Any]:
         """The SYN and accept queues per listener, SYN cookies, and each bound's drops."""

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from seashard.net.api import SocketAddress
-from seashard.tcp.connection import Connection, State, TcpStateError
+from seashard.tcp.connection import Connection, State, TcpError, TcpStateError
 
 if TYPE_CHECKING:
     from seashard.net.native.tcp_layer import TcpLayer
 
 FlowKey = tuple[str, int, int]  # remote ip, remote port, local port
+
+# What the app sees for each way a connection failed (anything else: BrokenPipeError).
+_EXCEPTIONS: dict[TcpError, type[OSError]] = {
+    TcpError.RESET: ConnectionResetError,
+    TcpError.REFUSED: ConnectionResetError,
+    TcpError.TIMED_OUT: TimeoutError,
+}
 
 
 class NativeConnection:
@@ -36,13 +43,14 @@ class NativeConnection:
         self.key: FlowKey = (remote.host, remote.port, local.port)
         self.on_established = on_established
         self.app_closed = False  # the app is done reading: discard what still arrives
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_when: float | None = None
+        self.timer_when: float | None = None  # its earliest entry in the layer's timer heap
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._open_waiter: asyncio.Future[None] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        # --- added by issue 11 (slots to add at merge) ---
+        self.tx: tuple[bytes, int, int, int, float] | None = None  # TcpLayer._template
 
     # called by the layer after every event on this connection
 
@@ -51,10 +59,15 @@ class NativeConnection:
         if self.on_established is not None and tcp.was_established:
             callback, self.on_established = self.on_established, None
             callback(self)
-        for attr in ("_read_waiter", "_write_waiter", "_open_waiter"):
-            fut = getattr(self, attr)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        fut = self._read_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        fut = self._write_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        fut = self._open_waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def _wait(self, attr: str) -> None:
         fut = self.layer.loop.create_future()
@@ -67,18 +80,15 @@ class NativeConnection:
     async def wait_established(self) -> None:
         while not self.tcp.was_established:
             if self.tcp.is_closed:
-                if self.tcp.error == "timed out":
-                    raise TimeoutError(self.tcp.error)
-                raise ConnectionRefusedError(self.tcp.error or "connection refused")
+                err = self.tcp.error
+                if err is TcpError.TIMED_OUT:
+                    raise TimeoutError(str(err))
+                raise ConnectionRefusedError(str(err or TcpError.REFUSED))
             await self._wait("_open_waiter")
 
     def _error(self) -> OSError:
-        err = self.tcp.error or "connection closed"
-        if "reset" in err or "refused" in err:
-            return ConnectionResetError(err)
-        if "timed out" in err:
-            return TimeoutError(err)
-        return BrokenPipeError(err)
+        err = self.tcp.error or TcpError.CLOSED
+        return _EXCEPTIONS.get(err, BrokenPipeError)(str(err))
 
     # connected_socket
 
@@ -110,7 +120,9 @@ class NativeConnection:
                 data = tcp.recv(now=self.layer.now())
                 self.bytes_in += len(data)
                 self.layer.stats["bytes_in"] += len(data)
-                self.layer.kick(self)  # a window update may be due
+                if tcp.output_pending or self.app_closed:
+                    self.layer.kick(self)  # a window update is due
+                # (else nothing to send, and a read moves no deadline earlier)
                 return data
             if tcp.at_eof:
                 return b""
@@ -123,8 +135,22 @@ class NativeConnection:
     # output_stream
 
     async def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        if not data:
+            return
+        layer = self.layer
+        try:
+            n = self.tcp.send(data, layer.now())
+        except TcpStateError:
+            raise self._error() from None
+        if n:
+            self.bytes_out += n
+            layer.stats["bytes_out"] += n
+            layer.kick(self)
+            if n == len(data):
+                return  # the common case: it all fit in the send buffer
+        view = memoryview(data)[n:]
         while view:
+            await self._wait("_write_waiter")
             try:
                 n = self.tcp.send(view, self.layer.now())
             except TcpStateError:
@@ -134,8 +160,6 @@ class NativeConnection:
                 self.layer.stats["bytes_out"] += n
                 view = view[n:]
                 self.layer.kick(self)
-            if view:
-                await self._wait("_write_waiter")
 
     async def flush(self) -> None:
         """Everything written is in the TCP send buffer already; surface a dead connection."""

@@ -1,9 +1,21 @@
 """One shard's TCP endpoints on the native stack: demultiplexing, listeners, timers, output.
 
-Segments arrive from the Interface (already IPv4-checked), are parsed with
-seashard.wire.tcp and handed to the owning sans-IO Connection; what it emits is
-built and sent back through the Interface. Each connection has one loop timer
-at the machine's next deadline; the clock is the loop's.
+Segments arrive from the Interface (already IPv4-checked), are parsed straight
+into the machine's ``Segment`` (``wire.tcp.parse_segment``) and handed to the
+owning sans-IO Connection; what it emits is written into per-connection header
+templates (Ethernet + IPv4 + ports built once, the neighbour's MAC from ARP) and
+sent through the Interface.
+
+Batching (Seastar's poller): the Driver brackets the frames of one device
+wakeup with ``begin_batch``/``end_batch``; inside, a connection's input is
+processed at once but its output is deferred (``Connection.on_segment(defer=)``),
+and ``flush`` then sends each touched connection's segments once: at most one
+ACK per connection per batch, its data after every ACK the batch brought.
+
+Timers are the layer's, sans-IO: one heap per shard (``next_deadline``,
+``poll(now)``), lazily re-queued, so an idle connection with no deadline holds
+no timer; ``driver.LoopTimer`` is the asyncio side, one loop timer per shard.
+The clock is the loop's (``now()``).
 
 Which shard owns a flow: the device queue it arrived on (the kernel's flow
 hash), except for connections this shard opened itself (their local port is
@@ -21,8 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import os
 import random
+import socket
+import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -30,23 +45,36 @@ from typing import TYPE_CHECKING, Any
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
+from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
-from seashard.tcp.connection import Connection, State, TcpConfig
+from seashard.tcp.connection import TSO_MAX, Connection, State, TcpConfig
 from seashard.tcp.isn import IsnGenerator
 from seashard.tcp.listener import ListenVerdict, classify_listen, rst_for
 from seashard.tcp.reassembly import ReassemblyBudget
 from seashard.tcp.segment import Flags, Segment
 from seashard.tcp.seq import seq_add
 from seashard.tcp.syncookies import MAX_AGE, PERIOD, SynCookies, cookie_synack
+from seashard.wire.checksum import internet_checksum, pseudo_header_sum
 from seashard.wire.errors import MalformedError
+from seashard.wire.ethernet import mac_to_bytes
 from seashard.wire.ipv4 import IpProto, IPv4Packet
-from seashard.wire.tcp import TcpPacket
+from seashard.wire.tcp import build_options, parse_segment
 
 if TYPE_CHECKING:
     from seashard.net.native.ipv4 import Interface
 
 EPHEMERAL = range(32768, 61000)
+_TCP_HEADER = struct.Struct("!HHIIBBHHH")
+_TCP_REST = struct.Struct("!IIBBHHH")  # after the ports (which the template holds)
+_TCP_REST_TS = struct.Struct("!IIBBHHHHHII")  # ... and NOP NOP TS: an established segment
+_PORTS = struct.Struct("!HH")
+_IP_TEMPLATE = struct.Struct("!BBHHHBBH4s4s")
+_IP_FIELDS = struct.Struct("!HH")  # total length, identifier (frame offset 16)
+_CSUM = struct.Struct("!H")
+# (eth + ipv4 header + ports, the ipv4 header's word sum, the pseudo-header sum,
+#  ARP generation, ARP expiry): see TcpLayer._template
+_Template = tuple[bytes, int, int, int, float]
 # Cookie ACKs are only looked for while a listener sent cookies this recently
 # (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
 COOKIE_WINDOW = MAX_AGE * PERIOD
@@ -128,6 +156,7 @@ class TcpLayer:
             limits.tcp_profile,
             mss=interface.config.mtu - 40,
             synack_retries=limits.synack_retries,
+            tso_max=TSO_MAX if "tso4" in interface.offloads else 0,  # the device cuts them
             **cc,
         )
         self.owner_of = owner_of  # software RSS: (remote ip, remote port, local port) -> shard
@@ -150,6 +179,15 @@ class TcpLayer:
         self.connections_total = 0
         self.segment_counts: Counter[FlowKey] = Counter()  # per live flow, for the admin table
         self._next_port = random.randrange(len(EPHEMERAL))
+        self._batch = 0  # > 0: inside a batch (begin_batch/end_batch)
+        self._dirty: dict[NativeConnection, None] = {}  # touched in this batch, in order
+        self._timers: list[tuple[float, int, NativeConnection]] = []  # see "timers" below
+        self._timer_seq = 0
+        # The asyncio side of the timers: one loop timer at next_deadline(), running poll.
+        self.timer = LoopTimer(loop, self.poll, self.next_deadline)
+        self._loop_stale = False  # the loop timer may be set for a dropped entry
+        self._pseudo: dict[str, int] = {}  # remote ip -> TCP pseudo-header sum (length 0)
+        self._broadcast = ("255.255.255.255", str(interface.config.network.broadcast_address))
 
     def now(self) -> float:
         return self.loop.time()
@@ -158,15 +196,24 @@ class TcpLayer:
 
     def on_packet(self, ip: IPv4Packet, data: bytes, now: float) -> None:
         """The Interface's TCP handler. MalformedError propagates: it counts the drop."""
-        pkt = TcpPacket.parse(data, ip.src, ip.dst)
-        key = (ip.src, pkt.src_port, pkt.dst_port)
-        if key not in self.conns and self.forward is not None:
+        src = ip.src
+        pseudo = self._pseudo.get(src)
+        if pseudo is None:
+            if len(self._pseudo) >= 4096:
+                self._pseudo.clear()  # a cache, not a table a flood could grow
+            pseudo = self._pseudo[src] = pseudo_header_sum(src, self.interface.ip, IpProto.TCP, 0)
+        # A frame the device vouched for (offload) is not checksummed again.
+        sport, dport, seg = parse_segment(
+            data, src, ip.dst, verify=not self.interface.rx_csum_valid, pseudo=pseudo
+        )
+        key = (src, sport, dport)
+        if self.forward is not None and key not in self.conns:
             owner = self._owner(key)
             if owner != self.shard_id:
                 self.stats["segments_forwarded"] += 1
-                self.forward(owner, ip.src, data)
+                self.forward(owner, src, data)
                 return
-        self._segment_in(ip.src, pkt, now)
+        self._segment_in(src, sport, dport, seg, now)
 
     def on_forwarded(self, src_ip: str, data: bytes) -> None:
         """A segment another shard received for a flow we own (software RSS).
@@ -174,34 +221,26 @@ class TcpLayer:
         That shard checked the checksum already; a damaged one is counted, not raised.
         """
         try:
-            pkt = TcpPacket.parse(data, src_ip, self.interface.ip, verify=False)
+            sport, dport, seg = parse_segment(data, src_ip, self.interface.ip, verify=False)
         except MalformedError:
             self.stats["segments_malformed"] += 1
             return
-        self._segment_in(src_ip, pkt, self.now())
+        self._segment_in(src_ip, sport, dport, seg, self.now())
 
-    def _segment_in(self, src_ip: str, pkt: TcpPacket, now: float) -> None:
+    def _segment_in(self, src_ip: str, sport: int, dport: int, seg: Segment, now: float) -> None:
         """A segment this shard owns: to its connection, else to a listener or a reset."""
-        key = (src_ip, pkt.src_port, pkt.dst_port)
+        key = (src_ip, sport, dport)
         conn = self.conns.get(key)
+        if conn is not None and conn.tcp.state is State.CLOSED:
+            self._dirty.pop(conn, None)  # closed earlier in this batch: free it first
+            self._settle(conn)
+            conn = self.conns.get(key)
         self.stats["segments_in"] += 1
-        seg = Segment(
-            seq=pkt.seq,
-            ack=pkt.ack,
-            flags=pkt.flags,
-            window=pkt.window,
-            payload=pkt.payload,
-            mss=pkt.mss,
-            wscale=pkt.wscale,
-            sack_permitted=pkt.sack_permitted,
-            timestamps=pkt.timestamps,
-            sack_blocks=pkt.sack_blocks,
-        )
         if conn is not None:
             if (
                 conn.tcp.state is State.SYN_RECEIVED
                 and conn.on_established is not None
-                and self._accept_queue_full(pkt.dst_port)
+                and self._accept_queue_full(dport)
                 and (int(seg.flags) & 0x16) == 0x10  # ACK, no SYN or RST
             ):
                 # Linux (tcp_abort_on_overflow=0): drop the ACK that would complete
@@ -209,16 +248,20 @@ class TcpLayer:
                 self.limit_drops["accept_queue_full"] += 1
                 return
             self.segment_counts[key] += 1
-            conn.tcp.on_segment(seg, now)
+            conn.tcp.on_segment(seg, now, defer=self._batch > 0)
             reopen = conn.tcp.reopen_syn
-            self.kick(conn)
+            if reopen is not None:
+                self._dirty.pop(conn, None)
+                self._settle(conn)  # frees the key now, for the new incarnation
+            else:
+                self.kick(conn)
             if reopen is not None and key not in self.conns:
                 # RFC 1122 4.2.2.13: the new ISS must be above the old incarnation's
                 # sequence numbers; Linux uses the old SND.NXT + 65535 + 2.
                 iss = seq_add(conn.tcp.snd_max, 65535 + 2)
-                self._no_connection(src_ip, pkt, reopen, now, iss)
+                self._no_connection(src_ip, sport, dport, reopen, now, iss)
             return
-        self._no_connection(src_ip, pkt, seg, now)
+        self._no_connection(src_ip, sport, dport, seg, now)
 
     def _owner(self, key: FlowKey) -> int:
         remote_ip, remote_port, local_port = key
@@ -230,9 +273,9 @@ class TcpLayer:
         return self.shard_id
 
     def _no_connection(
-        self, src_ip: str, pkt: TcpPacket, seg: Segment, now: float, iss: int | None = None
+        self, src_ip: str, sport: int, dport: int, seg: Segment, now: float, iss: int | None = None
     ) -> None:
-        listener = self.listeners.get(pkt.dst_port)
+        listener = self.listeners.get(dport)
         if listener is not None:
             verdict = classify_listen(seg)
             limits = self.limits
@@ -245,12 +288,12 @@ class TcpLayer:
                     return
                 elif listener.half_open >= limits.syn_backlog:
                     if limits.syncookies:
-                        self._send_cookie(listener, src_ip, pkt, seg, now)
+                        self._send_cookie(listener, src_ip, sport, dport, seg, now)
                     else:
                         self.limit_drops["syn_queue_full"] += 1
                     return
                 else:
-                    self._accept(listener, src_ip, pkt, seg, now, iss)
+                    self._accept(listener, src_ip, sport, dport, seg, now, iss)
                     return
             elif verdict is ListenVerdict.DROP:
                 self.stats["segments_dropped_listen"] += 1
@@ -259,34 +302,35 @@ class TcpLayer:
                 listener.last_cookie is not None
                 and now - listener.last_cookie <= COOKIE_WINDOW
                 and not seg.flags & (Flags.SYN | Flags.RST)
-                and self._cookie_ack(listener, src_ip, pkt, seg, now)
+                and self._cookie_ack(listener, src_ip, sport, dport, seg, now)
             ):
                 return
         elif seg.flags & Flags.SYN and not seg.flags & Flags.ACK:
             self.stats["syn_no_listener"] += 1
-            if pkt.dst_port in self.listened_elsewhere:
+            if dport in self.listened_elsewhere:
                 self.log(
-                    f"no listener on port {pkt.dst_port} on this shard: reset connection from "
-                    f"{src_ip}:{pkt.src_port} (listen on every shard, or run with -c 1)"
+                    f"no listener on port {dport} on this shard: reset connection from "
+                    f"{src_ip}:{sport} (listen on every shard, or run with -c 1)"
                 )
         else:
             self.stats["segments_no_connection"] += 1
         rst = rst_for(seg)
         if rst is not None:
             self.stats["rst_sent"] += 1
-            self._transmit(src_ip, pkt.dst_port, pkt.src_port, rst, now)
+            self._transmit(src_ip, dport, sport, rst, now)
 
     def _accept(
         self,
         listener: NativeServerSocket,
         src_ip: str,
-        pkt: TcpPacket,
+        sport: int,
+        dport: int,
         seg: Segment,
         now: float,
         iss: int | None = None,
     ) -> None:
-        local = SocketAddress(self.interface.ip, pkt.dst_port)
-        remote = SocketAddress(src_ip, pkt.src_port)
+        local = SocketAddress(self.interface.ip, dport)
+        remote = SocketAddress(src_ip, sport)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
         tsoff = self.cookies.ts_offset((local.host, local.port), (remote.host, remote.port))
@@ -298,14 +342,20 @@ class TcpLayer:
         self.kick(conn)
 
     def _send_cookie(
-        self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
+        self,
+        listener: NativeServerSocket,
+        src_ip: str,
+        sport: int,
+        dport: int,
+        seg: Segment,
+        now: float,
     ) -> None:
         """The SYN queue is full: answer with a SYN cookie and keep nothing.  With
         timestamps the cookie's TSval carries the peer's window scale and
         SACK-permitted (as Linux); without, the SYN-ACK offers neither and the
         connection runs without them, as Linux's cookie connections do."""
         cfg = self.config
-        local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
+        local, remote = (self.interface.ip, dport), (src_ip, sport)
         use_ts = cfg.timestamps and seg.timestamps is not None
         cookie = self.cookies.make(
             local,
@@ -321,14 +371,20 @@ class TcpLayer:
         synack = cookie_synack(seg, cookie, cfg.mss, cfg.recv_buffer, our_ws)
         listener.last_cookie = now
         self.stats["syncookies_sent"] += 1
-        self._transmit(src_ip, pkt.dst_port, pkt.src_port, synack, now)
+        self._transmit(src_ip, dport, sport, synack, now)
 
     def _cookie_ack(
-        self, listener: NativeServerSocket, src_ip: str, pkt: TcpPacket, seg: Segment, now: float
+        self,
+        listener: NativeServerSocket,
+        src_ip: str,
+        sport: int,
+        dport: int,
+        seg: Segment,
+        now: float,
     ) -> bool:
         """An ACK to a listener that sent cookies lately: if it echoes a valid cookie,
         the connection is created from it.  False: answer it as any unknown ACK."""
-        local, remote = (self.interface.ip, pkt.dst_port), (src_ip, pkt.src_port)
+        local, remote = (self.interface.ip, dport), (src_ip, sport)
         tsecr = seg.timestamps[1] if seg.timestamps is not None and self.config.timestamps else None
         grant = self.cookies.check(local, remote, seg.seq, seg.ack, now, tsecr)
         if grant is None:
@@ -337,7 +393,7 @@ class TcpLayer:
         if self.live_count() >= self.limits.max_connections:
             self.limit_drops["max_connections"] += 1
             return False
-        if self._accept_queue_full(pkt.dst_port):
+        if self._accept_queue_full(dport):
             self.limit_drops["accept_queue_full"] += 1
             return True  # dropped, as the final ACK of a stored handshake would be
         self.stats["syncookies_accepted"] += 1
@@ -379,32 +435,75 @@ class TcpLayer:
 
     # --------------------------------------------------------------- output
 
+    def begin_batch(self) -> None:
+        """Frames of one device wakeup follow: defer every connection's output to
+        :meth:`end_batch`, so each sends at most one ACK for the whole batch."""
+        self._batch += 1
+
+    def end_batch(self) -> None:
+        self._batch -= 1
+        if self._batch == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what the touched connections queued, once each, in the order touched."""
+        dirty = self._dirty
+        timers = self._timers
+        top = timers[0][2] if timers else None
+        rearm = self._loop_stale
+        while dirty:
+            conn = next(iter(dirty))
+            del dirty[conn]
+            if self._settle(conn) or conn is top:
+                rearm = True  # an earlier deadline, or the loop timer's one moved
+        if rearm:
+            self._arm()
+
     def kick(self, conn: NativeConnection) -> None:
-        """After any event: send what the machine queued, re-arm its timer, wake the app."""
+        """After any event: send what the machine queued, re-arm its timer, wake the app.
+        Inside a batch this only marks the connection: :meth:`flush` does the rest."""
+        if self._batch:
+            self._dirty[conn] = None
+            return
+        if self._dirty:
+            self._dirty.pop(conn, None)
+        timers = self._timers
+        top = timers[0] if timers else None
+        if self._settle(conn) or (top is not None and top[2] is conn) or self._loop_stale:
+            self._arm()  # an earlier deadline, or the one the loop timer is set for moved
+
+    def _settle(self, conn: NativeConnection) -> bool:
+        """Returns True when it queued a deadline earlier than the loop timer's."""
         now = self.now()
         tcp = conn.tcp
-        remote, rport, lport = conn.key
+        if tcp.output_due:
+            tcp.flush_output(now)  # the ACK (and data) for the segments of the batch
         if conn.app_closed:
             if tcp.orphan_retries is None:
                 tcp.orphan(now, self.limits.fin_timeout, self.limits.orphan_retries)
             if tcp.unread:
                 tcp.recv(now=now)  # nobody will read it; the window update goes out below
-        for seg in tcp.segments_out():
-            self._transmit(remote, lport, rport, seg, now)
-        if tcp.state is State.TIME_WAIT and conn.key not in self._time_wait:
+        out = tcp.segments_out()
+        if out:
+            mss = tcp.mss
+            for seg in out:
+                self._transmit_conn(conn, seg, now, mss)
+        state = tcp.state
+        if state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
+        earlier = False
         if tcp.is_closed:
             self._forget(conn)
         else:
             deadline = tcp.next_deadline()
-            if deadline != conn.timer_when:
-                if conn.timer is not None:
-                    conn.timer.cancel()
-                conn.timer = (
-                    None if deadline is None else self.loop.call_at(deadline, self._on_timer, conn)
-                )
+            if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
+                self._timer_seq += 1
+                heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
                 conn.timer_when = deadline
+                loop_when = self.timer.when
+                earlier = loop_when is None or deadline < loop_when
         conn.wake()
+        return earlier
 
     def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
         if len(self._time_wait) < self.limits.max_tw_buckets:
@@ -420,9 +519,52 @@ class TcpLayer:
                 "connections, --max-tw-buckets): closing without TIME_WAIT"
             )
 
-    def _on_timer(self, conn: NativeConnection) -> None:
-        conn.timer = None
-        conn.timer_when = None
+    # ------------------------------------------------------------- timers
+    #
+    # One heap for the shard: (deadline, order, connection).  An entry is pushed
+    # when a connection's deadline moves earlier than the one it has queued; one
+    # that moved later is left and re-queued when it comes up (Linux's lazy
+    # sk_reset_timer), so a busy connection does not churn the heap, and an idle
+    # one with no deadline holds nothing.  The loop sees one timer, at the
+    # earliest true deadline (``next_deadline``).
+
+    def _pop_timer(self) -> tuple[float, NativeConnection]:
+        when, _, conn = heapq.heappop(self._timers)
+        if conn.timer_when == when:
+            conn.timer_when = None
+        return when, conn
+
+    def _requeue(self, conn: NativeConnection, deadline: float | None) -> None:
+        if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+            conn.timer_when = deadline
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next run (None: no connection has a deadline)."""
+        timers = self._timers
+        while timers:
+            when, _, conn = timers[0]
+            if self.conns.get(conn.key) is conn:
+                deadline = conn.tcp.next_deadline()
+                if deadline == when:
+                    return when
+            else:
+                deadline = None
+            self._pop_timer()
+            self._requeue(conn, deadline)
+        return None
+
+    def poll(self, now: float) -> None:
+        """Run every connection timer due at ``now``."""
+        while True:
+            when = self.next_deadline()
+            if when is None or when > now:
+                return
+            _, conn = self._pop_timer()
+            self._on_timer(conn, now)
+
+    def _on_timer(self, conn: NativeConnection, now: float) -> None:
         if self.drain is not None and conn.tcp.bytes_in_flight:
             # A loss timer (RTO, TLP, RACK) decides from the ACKs seen so far.  The
             # loop runs due timers before the frames still queued on the device (a
@@ -431,10 +573,18 @@ class TcpLayer:
             # has long done.  (A spurious probe's answer may reach a connection
             # already freed: a RST and a "no connection" count.)
             self.drain()
-            if self.conns.get(conn.key) is not conn or conn.timer is not None:
-                return  # closed by what came in, or re-armed by it (kick ran)
-        conn.tcp.on_timer(self.now())
+            if self.conns.get(conn.key) is not conn:
+                return  # closed by what came in
+            deadline = conn.tcp.next_deadline()
+            if deadline is None or deadline > now:
+                self._requeue(conn, deadline)
+                return  # re-armed by it
+        conn.tcp.on_timer(now)
         self.kick(conn)
+
+    def _arm(self) -> None:
+        self._loop_stale = False
+        self.timer.update()
 
     def _forget(self, conn: NativeConnection) -> None:
         if self.conns.get(conn.key) is conn:
@@ -444,33 +594,138 @@ class TcpLayer:
             self.segment_counts.pop(conn.key, None)
             if conn.tcp.gave_up is not None:
                 self.gave_up[conn.tcp.gave_up.value] += 1
-        if conn.timer is not None:
-            conn.timer.cancel()
-            conn.timer = None
-            conn.timer_when = None
+        conn.timer_when = None  # its heap entries are dropped as they come up
+        self._loop_stale = True  # ... and one may be what the loop timer is set for
         if conn.on_established is not None and not conn.tcp.was_established:
             listener = self.listeners.get(conn.key[2])
             if listener is not None:  # a half-open connection that never made it
                 listener.half_open -= 1
             conn.on_established = None
 
-    def _transmit(self, remote: str, lport: int, rport: int, seg: Segment, now: float) -> None:
-        pkt = TcpPacket(
-            lport,
-            rport,
-            seg.seq,
-            seg.ack,
-            seg.flags,
-            seg.window,
-            seg.payload,
-            mss=seg.mss,
-            wscale=seg.wscale,
-            sack_permitted=seg.sack_permitted,
-            timestamps=seg.timestamps,
-            sack_blocks=seg.sack_blocks,
-        )
+    def _transmit(
+        self, remote: str, lport: int, rport: int, seg: Segment, now: float, mss: int = 0
+    ) -> None:
+        """A segment through the Interface's general path: of no connection (RST, SYN
+        cookie), or of one whose neighbour is not resolved (ARP queues it).
+        Offloads (devices.py): a payload above the MSS is cut by the device
+        (gso_size), and with "csum" the device completes the checksum."""
         self.stats["segments_out"] += 1
-        self.interface.send_ipv4(remote, IpProto.TCP, pkt.build(self.interface.ip, remote), now)
+        iface = self.interface
+        gso = mss if mss and len(seg.payload) > mss else 0
+        partial = bool(gso) or "csum" in iface.offloads
+        opts = build_options(
+            seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
+        )
+        data = bytearray(
+            _TCP_HEADER.pack(
+                lport,
+                rport,
+                seg.seq & 0xFFFFFFFF,
+                seg.ack & 0xFFFFFFFF,
+                (20 + len(opts)) << 2,
+                int(seg.flags) & 0xFF,
+                seg.window,
+                0,
+                0,
+            )
+        )
+        data += opts
+        data += seg.payload
+        pseudo = pseudo_header_sum(iface.ip, remote, IpProto.TCP, len(data))
+        _CSUM.pack_into(data, 16, pseudo if partial else internet_checksum(data, pseudo))
+        iface.send_ipv4(remote, IpProto.TCP, bytes(data), now, gso_size=gso, csum_partial=partial)
+
+    # Per-connection header templates: the Ethernet + IPv4 header and the ports are
+    # built once per connection (the neighbour's MAC from ARP; rebuilt when ARP's
+    # generation moves or the entry expires); per segment only the IPv4 length,
+    # identifier and checksum (incrementally, from the template's sum) and the
+    # TCP fields are written, and the TCP checksum is one pass over the segment
+    # (or, with the "csum" offload, the pseudo-header sum for the device to finish).
+
+    def _template(self, conn: NativeConnection, now: float) -> _Template | None:
+        iface = self.interface
+        remote = conn.key[0]
+        if remote == iface.ip or remote in self._broadcast:
+            return None
+        hop = iface.next_hop(remote)
+        entry = None if hop is None else iface.arp.entry(hop, now)
+        if entry is None:
+            return None  # unresolved (ARP queues it) or no route: the general path
+        mac, expires = entry
+        ip_header = _IP_TEMPLATE.pack(
+            0x45, 0, 0, 0, 0x4000, iface.config.ttl, IpProto.TCP, 0,
+            socket.inet_aton(iface.ip), socket.inet_aton(remote),
+        )  # fmt: skip
+        ip_sum = sum(struct.unpack("!10H", ip_header))
+        prefix = (
+            mac_to_bytes(mac)
+            + mac_to_bytes(iface.mac)
+            + b"\x08\x00"
+            + ip_header
+            + _PORTS.pack(conn.key[2], conn.key[1])
+        )
+        pseudo = pseudo_header_sum(iface.ip, remote, IpProto.TCP, 0)
+        return (prefix, ip_sum, pseudo, iface.arp.generation, expires)
+
+    def _transmit_conn(self, conn: NativeConnection, seg: Segment, now: float, mss: int) -> None:
+        iface = self.interface
+        tx = conn.tx
+        if tx is None or tx[3] != iface.arp.generation or now >= tx[4]:
+            tx = conn.tx = self._template(conn, now)
+            if tx is None:
+                remote, rport, lport = conn.key
+                self._transmit(remote, lport, rport, seg, now, mss)
+                return
+        self.stats["segments_out"] += 1
+        prefix, ip_sum, pseudo, _, _ = tx
+        payload = seg.payload
+        frame = bytearray(prefix)
+        seq, ack = seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF
+        if (
+            seg.mss is None
+            and seg.wscale is None
+            and not seg.sack_permitted
+            and not seg.sack_blocks
+        ):
+            ts = seg.timestamps
+            if ts is None:
+                frame += _TCP_REST.pack(seq, ack, 0x50, int(seg.flags), seg.window, 0, 0)
+            else:
+                frame += _TCP_REST_TS.pack(
+                    seq, ack, 0x80, int(seg.flags), seg.window, 0, 0,
+                    0x0101, 0x080A, ts[0], ts[1],
+                )  # fmt: skip
+        else:
+            opts = build_options(
+                seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
+            )
+            frame += _TCP_REST.pack(
+                seq, ack, (20 + len(opts)) << 2, int(seg.flags), seg.window, 0, 0
+            )
+            frame += opts
+        frame += payload
+        total = len(frame) - 14
+        gso = mss if mss and len(payload) > mss else 0
+        if gso:
+            ident = iface.take_ident(-(-len(payload) // gso))
+        else:
+            if total > iface.config.mtu:
+                iface.tx_drops["too_big"] += 1
+                return
+            ident = iface.take_ident()
+        s = ip_sum + total + ident
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        _IP_FIELDS.pack_into(frame, 16, total, ident)
+        _CSUM.pack_into(frame, 24, ~s & 0xFFFF)
+        partial = bool(gso) or "csum" in iface.offloads
+        if partial:
+            csum = (pseudo + total - 20) % 0xFFFF or 0xFFFF  # the pseudo-header sum
+        else:
+            with memoryview(frame) as mv:
+                csum = internet_checksum(mv[34:], pseudo + total - 20)
+        _CSUM.pack_into(frame, 50, csum)
+        iface.send_frame(frame, gso, partial)
 
     # ------------------------------------------------------------- app calls
 

@@ -32,8 +32,15 @@ class Controller:
 
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, self.mss)  # slow start (RFC 5681 eq. 2)
-            return
+            # Slow start as Linux's tcp_slow_start: every byte a stretch ACK covers
+            # counts (a GRO receiver ACKs 64 KB at a time; RFC 5681 eq. 2's min(acked,
+            # MSS) would grow the window by one segment per 45), up to ssthresh; the
+            # rest goes to congestion avoidance.
+            grown = min(self.cwnd + acked, self.ssthresh)
+            acked -= grown - self.cwnd
+            self.cwnd = grown
+            if acked <= 0:
+                return
         self._avoid(acked, now, rtt)
 
     def enter_recovery(self, flight: int, now: float) -> int:

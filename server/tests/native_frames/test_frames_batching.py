@@ -1,0 +1,147 @@
+"""Batching, per-connection header templates and the shard's timer heap, frame by frame."""
+
+from __future__ import annotations
+
+import pytest
+from frames_helpers import OUR_IP, PEER_IP, PEER_MAC, PORT, Bench, data_of, flags
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import TCP
+
+from seashard.net.native.driver import Driver
+from seashard.tcp import Flags, Segment, TcpConfig
+from seashard.wire.ethernet import ETH_P_IPV4, EthernetFrame
+from seashard.wire.ipv4 import IpProto, IPv4Packet
+from seashard.wire.tcp import TcpPacket
+from seashard.wire.vnet import partial_checksum
+
+
+def _two_segments_in_one_wakeup(batching: bool) -> list[TCP]:
+    bench = Bench(TcpConfig(mss=1460))  # quick-ACK at the start: every segment ACKed at once
+    peer, conn = bench.established()
+    driver = Driver(bench.dev, bench.iface, bench.loop, batching=bench.layer if batching else None)  # type: ignore[arg-type]
+    bench.dev.inject(bytes(peer.frame("PA", b"a" * 100)))
+    bench.dev.inject(bytes(peer.frame("PA", b"b" * 100)))
+    assert driver.pump() == 2
+    assert conn.tcp.unread == 200
+    return bench.take_tcp()
+
+
+def test_a_batch_gets_one_ack_per_connection() -> None:
+    out = _two_segments_in_one_wakeup(batching=True)
+    assert [(flags(s), s.ack - out[0].ack) for s in out] == [("A", 0)]
+    unbatched = _two_segments_in_one_wakeup(batching=False)
+    assert [flags(s) for s in unbatched] == ["A", "A"]  # one each without the batch
+    assert out[0].ack == unbatched[-1].ack  # the one ACK covers both
+
+
+def test_data_made_sendable_by_a_batch_leaves_after_it() -> None:
+    """An ACK that opens the window and the data behind it: one flush, data once."""
+    bench = Bench(TcpConfig(mss=1460))
+    peer, conn = bench.established()
+    driver = Driver(bench.dev, bench.iface, bench.loop, batching=bench.layer)  # type: ignore[arg-type]
+    conn.tcp.send(b"x" * 3000, bench.now())
+    bench.layer.kick(conn)
+    peer.see(bench.take_tcp())
+    bench.dev.inject(bytes(peer.frame("A")))  # ACKs all of it
+    bench.dev.inject(bytes(peer.frame("PA", b"q" * 10)))
+    conn.tcp.send(b"y" * 500, bench.now())  # queued; the kick comes with the batch
+    driver.pump()
+    out = bench.take_tcp()
+    assert [(flags(s), len(data_of(s))) for s in out] == [("PA", 500)]  # ACK rides on it
+
+
+def test_template_follows_the_neighbour_when_arp_changes(bench: Bench) -> None:
+    peer, conn = bench.established()
+    conn.tcp.send(b"1" * 10, bench.now())
+    bench.layer.kick(conn)
+    (first,) = bench.take_frames()
+    assert first[1].dst == PEER_MAC
+    moved = "02:00:00:00:00:99"
+    bench.iface.arp.learn(PEER_IP, moved, bench.now())
+    conn.tcp.send(b"2" * 10, bench.now())
+    bench.layer.kick(conn)
+    (second,) = bench.take_frames()
+    assert second[1].dst == moved and second[1][TCP].load == b"2" * 10
+
+
+def test_template_expired_entry_resolves_again() -> None:
+    bench = Bench(TcpConfig(mss=1460), arp_options={"entry_ttl": 100.0})
+    peer, conn = bench.established()
+    bench.loop.advance(101.0)  # the entry expired: the segment waits for ARP
+    bench.take_frames()
+    conn.tcp.send(b"z" * 10, bench.now())
+    bench.layer.kick(conn)
+    (frame,) = [f for _, f in bench.take_frames()]
+    assert frame.type == 0x0806  # an ARP request, the segment queued behind it
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.integers(0, 0xFFFFFFFF),
+    ack=st.integers(0, 0xFFFFFFFF),
+    flag_bits=st.sampled_from([0x10, 0x18, 0x11, 0x19, 0x14, 0x12]),
+    window=st.integers(0, 0xFFFF),
+    payload=st.binary(max_size=1460),
+    ts=st.none() | st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
+    sack=st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)), max_size=3),
+    csum=st.booleans(),
+)
+def test_template_frame_is_the_general_builders_frame(
+    seq: int,
+    ack: int,
+    flag_bits: int,
+    window: int,
+    payload: bytes,
+    ts: tuple[int, int] | None,
+    sack: list[tuple[int, int]],
+    csum: bool,
+) -> None:
+    """Byte for byte what TcpPacket + IPv4Packet + EthernetFrame build (the plain
+    path), and with the "csum" offload the partial checksum in its place."""
+    bench = Bench(TcpConfig(mss=1460))
+    try:
+        peer, conn = bench.established()
+        bench.iface.offloads = frozenset({"csum"}) if csum else frozenset()
+        sent: list[tuple[bytes, int, bool]] = []
+        bench.iface._device_transmit = lambda f, g=0, c=False: sent.append((bytes(f), g, c))
+        ident = bench.iface._ident
+        seg = Segment(seq, ack, Flags(flag_bits), window, payload, timestamps=ts)
+        seg.sack_blocks = tuple(sack)
+        bench.layer._transmit_conn(conn, seg, bench.now(), 1460)
+        ((frame, gso, partial),) = sent
+        assert gso == 0 and partial == csum
+        tcp = TcpPacket(PORT, peer.sport, seq, ack, Flags(flag_bits), window, payload)
+        tcp.timestamps, tcp.sack_blocks = ts, tuple(sack)
+        data = bytearray(tcp.build(OUR_IP, PEER_IP))
+        if csum:
+            data[16:18] = partial_checksum(OUR_IP, PEER_IP, len(data)).to_bytes(2, "big")
+        ip = IPv4Packet(OUR_IP, PEER_IP, IpProto.TCP, bytes(data), ident=ident)
+        want = EthernetFrame(PEER_MAC, bench.iface.mac, ETH_P_IPV4, ip.build()).build()
+        assert bytes(frame) == want
+    finally:
+        bench.close()
+
+
+@pytest.mark.parametrize("n", [40])
+def test_idle_connections_hold_no_timer(n: int) -> None:
+    """Connections with nothing outstanding leave nothing armed: no loop timer, no
+    entry in the shard's heap (while data was in flight, one loop timer for all)."""
+    bench = Bench(TcpConfig(mss=1460))
+    pairs = []
+    for i in range(n):
+        peer = bench.peer(sport=41000 + i)
+        _, conn = bench.established(peer)
+        conn.tcp.send(b"hi", bench.now())
+        bench.layer.kick(conn)
+        peer.see(bench.take_tcp())
+        pairs.append((peer, conn))
+    armed = [t for t in bench.loop._timers if not t.cancelled]
+    assert len(armed) == 1 and bench.loop.next_deadline() == min(
+        c.tcp.next_deadline() for _, c in pairs
+    )
+    for peer, _ in pairs:
+        peer.send("A")  # everything ACKed: no RTO left
+    assert all(c.tcp.next_deadline() is None for _, c in pairs)
+    assert bench.loop.next_deadline() is None
+    assert bench.layer.next_deadline() is None and bench.layer._timers == []
