@@ -153,6 +153,9 @@ _RST = int(Flags.RST)
 _PSH = int(Flags.PSH)
 _ACK = int(Flags.ACK)
 _FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machinery
+# seq.py's arithmetic, written out in the per-segment functions (a call each is most
+# of their cost): a - b is negative (seq_lt) when ((a - b) & SEQ_MASK) >= _HALF.
+_HALF = 1 << 31
 
 
 class State(enum.Enum):
@@ -896,11 +899,13 @@ class Connection:
         moves its right edge with every read (no rounding to MSS multiples), so
         the peer's window changes on most segments; outside a duplicate ACK (not
         taken here) the window is only used by the update rule, done below."""
+        # (Sequence arithmetic written out, as seq.py defines it: this runs per segment.)
         flags = int(seg.flags)
-        if (flags & 0xF7) != _ACK or seg.seq != self.rcv_nxt or seg.sack_blocks:
+        seq = seg.seq
+        if (flags & 0xF7) != _ACK or seq != self.rcv_nxt or seg.sack_blocks:
             return False
         ts_ok = self.ts_ok
-        if ts_ok and (ts is None or seq_lt(ts[0], self.ts_recent)):
+        if ts_ok and (ts is None or ((ts[0] - self.ts_recent) & SEQ_MASK) >= _HALF):
             return False
         payload = seg.payload
         plen = len(payload)
@@ -914,20 +919,24 @@ class Connection:
             or self.fin_received
         ):
             return False
-        d = seq_diff(ack, una)
-        if d < 0 or seq_gt(ack, self.snd_max):
-            return False
-        if d == 0 and not plen and self.snd_max != una:
+        d = (ack - una) & SEQ_MASK
+        if d >= _HALF:
+            return False  # below SND.UNA
+        snd_max = self.snd_max
+        if 0 < ((ack - snd_max) & SEQ_MASK) < _HALF:
+            return False  # beyond SND.MAX
+        if not d and not plen and snd_max != una:
             return False  # a duplicate ACK: the general machine counts it
         if plen:
-            rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
-            if plen > rcv_wnd:
+            rcv_wnd = (self._rcv_adv - seq) & SEQ_MASK
+            if rcv_wnd >= _HALF or plen > rcv_wnd:
                 return False
-        seq = seg.seq
         # --- from here on exactly _on_synchronized's steps for this segment ---
-        if ts_ok and seq_le(seq, self._last_ack_sent):
-            self.ts_recent = ts[0]  # type: ignore[index]  # RFC 7323 4.3
-            self.ts_recent_stamp = now
+        if ts_ok:
+            dl = (seq - self._last_ack_sent) & SEQ_MASK
+            if not dl or dl >= _HALF:
+                self.ts_recent = ts[0]  # type: ignore[index]  # RFC 7323 4.3
+                self.ts_recent_stamp = now
         self._last_rx = now
         self._probes_unanswered = 0
         if self._ka_deadline is not None or self._ka_probes:
@@ -938,7 +947,8 @@ class Connection:
                 self._sack_ack(seg, d, True, now)
         # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
         wl1 = self.snd_wl1
-        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+        dw = (wl1 - seq) & SEQ_MASK
+        if dw >= _HALF or (not dw and (((self.snd_wl2 - ack) & SEQ_MASK) or _HALF) >= _HALF):
             wnd = seg.window << self.snd_shift
             self.snd_wnd = wnd
             self.snd_wl1 = seq
@@ -1196,24 +1206,31 @@ class Connection:
     def _ack_advance(self, ack: int, now: float) -> None:
         """SND.UNA moves to ``ack``: free acked data, sample RTT, congestion control,
         timers, and the state changes that our FIN's acknowledgment brings."""
+        # (seq.py's arithmetic written out: see _HALF.)
         sbuf = self._sbuf
-        nbytes = seq_diff(ack, self._sbuf_seq)
-        if nbytes > len(sbuf):
-            nbytes = len(sbuf)
+        sbuf_seq = self._sbuf_seq
+        nbytes = (ack - sbuf_seq) & SEQ_MASK
+        if nbytes >= _HALF:
+            nbytes -= 1 << 32
+        queued = len(sbuf)
+        if nbytes > queued:
+            nbytes = queued
         if nbytes > 0:
             sbuf.consume(nbytes)
-            self._sbuf_seq = seq_add(self._sbuf_seq, nbytes)
+            self._sbuf_seq = (sbuf_seq + nbytes) & SEQ_MASK
         self.snd_una = ack
-        if self._probe_end is not None and seq_ge(ack, self._probe_end):
+        probe_end = self._probe_end
+        if probe_end is not None and ((ack - probe_end) & SEQ_MASK) < _HALF:
             self._probe_end = None
-        if seq_gt(ack, self.snd_max):
+        if 0 < ((ack - self.snd_max) & SEQ_MASK) < _HALF:
             self.snd_max = ack  # the zero-window probe byte was accepted
-        if seq_lt(self.snd_nxt, ack):
+        if ((self.snd_nxt - ack) & SEQ_MASK) >= _HALF:
             self.snd_nxt = ack
         self._retries = 0
         self._probes_unanswered = 0
         self._persist_backoff = 0
         tsecr = self._seg_tsecr
+        rtt_seq = self._rtt_seq
         if tsecr and nbytes > 0:
             # RFC 7323 4 (RTTM): the echoed TSval times this ACK, retransmission or not.
             r = (self._ts_now(now) - tsecr) & SEQ_MASK
@@ -1222,15 +1239,18 @@ class Connection:
                 self.stats.rtt_samples += 1
             self._rtt_seq = None
         # Karn: only a segment never retransmitted is timed.
-        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+        elif rtt_seq is not None and ((ack - rtt_seq) & SEQ_MASK) < _HALF:
             self._rtt.sample(now - self._rtt_time)
             self.stats.rtt_samples += 1
             self._rtt_seq = None
         restart = True
-        if self._tlp_out is not None and seq_ge(ack, self._tlp_out):
+        tlp_out = self._tlp_out
+        if tlp_out is not None and ((ack - tlp_out) & SEQ_MASK) < _HALF:
             self._tlp_out = None  # the probe's episode is over
         if self.sack_ok:
-            self._board.advance(ack)
+            board = self._board
+            if board.ranges:
+                board.advance(ack)
             self._cc.dup_acks = 0
             if nbytes > 0 and self.was_established and self._srec is None:
                 self._ctl.on_ack(nbytes, now, self._rtt.srtt)
@@ -1318,6 +1338,9 @@ class Connection:
     def _rack_detect(self, now: float) -> None:
         rack = self._rack
         assert rack is not None
+        if not rack.segs and rack.lost_to is None:
+            self._rack_deadline = None  # nothing sent is undelivered: what detect() finds
+            return
         sacked_segs = self._board.sacked // self.mss
         rtt = self._rtt
         wnd = rack.reo_wnd(rtt.min_rtt, rtt.srtt, self._srec is not None, sacked_segs, DUPTHRESH)
@@ -1609,7 +1632,21 @@ class Connection:
         st = self.state
         sent = False
         if st in _SENDING:
-            sent = self._send_data(now)
+            if (
+                self._srec is None
+                and not self._fin_queued
+                and self.snd_nxt == self._sbuf_seq
+                and not len(self._sbuf)
+            ):
+                # Nothing queued (what _send_data finds, in short): arm the RTO only.
+                if (
+                    self.snd_una != self.snd_max
+                    and self._rtx_deadline is None
+                    and self._persist_deadline is None
+                ):
+                    self._rtx_deadline = now + self._rtt.rto
+            else:
+                sent = self._send_data(now)
         if self._ack_now and not sent and st is not State.CLOSED and st is not State.SYN_SENT:
             self._emit_ack()
 
@@ -1640,18 +1677,26 @@ class Connection:
         new_data = False
         avail = 0
         wnd_room = 0
+        # (seq.py's arithmetic written out: see _HALF.)
+        sbuf_seq = self._sbuf_seq
         while True:
-            off = seq_diff(self.snd_nxt, self._sbuf_seq)
+            snd_nxt = self.snd_nxt
+            off = (snd_nxt - sbuf_seq) & SEQ_MASK
+            if off >= _HALF:
+                off -= 1 << 32
             avail = total - off
-            wnd_room = seq_diff(seq_add(self.snd_wl2, self.snd_wnd), self.snd_nxt)
+            wnd_room = (self.snd_wl2 + self.snd_wnd - snd_nxt) & SEQ_MASK
+            if wnd_room >= _HALF:
+                wnd_room -= 1 << 32
             if avail > 0:
                 n = mss
-                if tso > mss and not seq_lt(self.snd_nxt, self.snd_max):
+                behind = ((snd_nxt - self.snd_max) & SEQ_MASK) >= _HALF  # below SND.MAX
+                if tso > mss and not behind:
                     n = tso
                     half = self.max_snd_wnd >> 1  # Linux tcp_bound_to_half_wnd
                     if half < n and self.max_snd_wnd > DEFAULT_MSS:
                         n = half if half > mss else mss
-                if board is not None and seq_lt(self.snd_nxt, self.snd_max):
+                if board is not None and behind:
                     # Going back after a timeout: skip what the peer SACKed.
                     end = board.sacked_at(self.snd_nxt, self.snd_una)
                     if end is not None:
@@ -1660,7 +1705,9 @@ class Connection:
                     nxt = board.next_start(self.snd_nxt, self.snd_una)
                     if nxt is not None and seq_diff(nxt, self.snd_nxt) < n:
                         n = seq_diff(nxt, self.snd_nxt)
-                in_flight = seq_diff(self.snd_nxt, self.snd_una)
+                in_flight = (snd_nxt - self.snd_una) & SEQ_MASK
+                if in_flight >= _HALF:
+                    in_flight -= 1 << 32
                 # In recovery PRR decides how much goes out (srec.quota).
                 room = srec.quota if srec is not None else cc.cwnd - in_flight
                 if wnd_room < room:
@@ -1694,7 +1741,7 @@ class Connection:
                         flags |= _FIN
                 seq = self.snd_nxt
                 self._emit_data(seq, flags, sbuf.peek(off, n), now)
-                self.snd_nxt = seq_add(seq, n + (1 if flags & _FIN else 0))
+                self.snd_nxt = (seq + n + (1 if flags & _FIN else 0)) & SEQ_MASK
                 if srec is not None:
                     srec.quota -= n
                     srec.prr_out += n
@@ -1732,10 +1779,11 @@ class Connection:
     def _emit_data(self, seq: int, flags: int, payload: bytes, now: float) -> None:
         """Emit a data and/or FIN segment; bookkeeping for retransmissions and RTT."""
         n = len(payload)
-        end = seq_add(seq, n + (1 if flags & _FIN else 0))
+        end = (seq + n + (flags & _FIN)) & SEQ_MASK
         stats = self.stats
         rack = self._rack
-        if seq_lt(seq, self.snd_max):
+        snd_max = self.snd_max
+        if ((seq - snd_max) & SEQ_MASK) >= _HALF:  # below SND.MAX: a retransmission
             stats.retransmits += 1
             stats.bytes_retransmitted += n
             self._rtt_seq = None  # Karn's rule
@@ -1763,7 +1811,7 @@ class Connection:
             if self._rtt_seq is None:
                 self._rtt_seq = end
                 self._rtt_time = now
-        if seq_gt(end, self.snd_max):
+        if 0 < ((end - snd_max) & SEQ_MASK) < _HALF:
             self.snd_max = end
         if self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.1
@@ -1816,7 +1864,8 @@ class Connection:
             seg = Segment(seq, self.rcv_nxt, _FLAGS[flags], self._advertise(), payload)
             if self.ts_ok:
                 seg.timestamps = (self._ts_now(self._clock), self.ts_recent)
-            if self.sack_ok and (self._rsack.blocks or self._rsack.dsack is not None):
+            rsack = self._rsack
+            if self.sack_ok and (rsack.blocks or rsack.dsack is not None):
                 base = self.rcv_nxt - self._rcv_off
                 if self._rsack.dsack is not None:
                     self.stats.dsacks_sent += 1
@@ -1866,15 +1915,18 @@ class Connection:
         if free < 0:
             free = 0
         rcv_nxt = self.rcv_nxt
-        cur = seq_diff(self._rcv_adv, rcv_nxt)
-        if cur < 0:
+        adv = self._rcv_adv
+        cur = (adv - rcv_nxt) & SEQ_MASK
+        if cur >= _HALF:
             cur = 0
-        target = free if free - cur >= min(cap // 2, self.mss) else cur
+        half = cap // 2
+        mss = self.mss
+        target = free if free - cur >= (half if half < mss else mss) else cur
         wire = target >> shift
         if wire > 0xFFFF:
             wire = 0xFFFF
         edge = (rcv_nxt + (wire << shift)) & SEQ_MASK
-        if seq_gt(edge, self._rcv_adv):
+        if 0 < ((edge - adv) & SEQ_MASK) < _HALF:
             self._rcv_adv = edge
         return wire
 
