@@ -147,6 +147,7 @@ class NativeTarget:
             log=lambda _m: None,
         )
         self.iface.tcp_handler = self.layer.on_packet
+        self.iface.tcp_segment = self.layer.on_tcp
         self.iface.arp.learn(GATEWAY_IP, GATEWAY_MAC, self.loop.time())
         self.queue: deque[Seen] = deque()
         self.sockets = NativeSockets(self)

@@ -128,6 +128,7 @@ class Bench:
             log=self.logs.append,
         )
         self.iface.tcp_handler = self.layer.on_packet
+        self.iface.tcp_segment = self.layer.on_tcp
         self.iface.arp.learn(PEER_IP, PEER_MAC, self.loop.time())
         if iss is not None:
             self.layer.isn = FixedIsn(iss)  # type: ignore[assignment]

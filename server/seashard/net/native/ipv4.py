@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ from .icmp import echo_reply
 # TCP segment bytes and ``now``. Raising MalformedError counts the frame as
 # dropped with reason ``tcp_<reason>``.
 TcpHandler = Callable[[IPv4Packet, bytes, float], None]
+# The direct path's TCP handler: (source address, segment bytes, now); the same
+# contract otherwise (``Interface.tcp_segment``).
+TcpSegmentHandler = Callable[[str, bytes, float], None]
+
+# Ethernet + a 20-byte IPv4 header, the fields the direct path checks: destination
+# MAC, ethertype, version/IHL, total length, flags/fragment offset, TTL, protocol,
+# source and destination addresses (the header checksum is summed whole).
+_ETH_IPV4 = struct.Struct("!6s6xHBxH2xHBB2x4s4s")
 
 _LIMITED_BROADCAST = "255.255.255.255"
 
@@ -107,6 +116,9 @@ class Interface:
         assert config.mac is not None  # __post_init__ fills it in
         self.mac: str = config.mac
         self.tcp_handler = tcp_handler
+        # The direct path (``receive``): set, unicast IPv4/TCP frames to us with
+        # nothing unusual skip the EthernetFrame/IPv4Packet objects and come here.
+        self.tcp_segment: TcpSegmentHandler | None = None
         self._device_transmit = transmit
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -142,6 +154,10 @@ class Interface:
         self._net = _ip_int(self.ip) & self._mask
         self._subnet_broadcast = str(config.network.broadcast_address)
         self._gateway = config.gateway
+        # The direct path's comparands, as raw bytes.
+        self._mac_b = bytes.fromhex(self.mac.replace(":", ""))
+        self._ip_b = socket.inet_aton(self.ip)
+        self._subnet_broadcast_b = socket.inet_aton(self._subnet_broadcast)
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -165,9 +181,45 @@ class Interface:
     def receive(self, frame: bytes, now: float, csum_valid: bool = False) -> None:
         """Process one received Ethernet frame; ``csum_valid``: the device checked (or
         a local sender left to us) its L4 checksum, TCP need not verify it."""
-        self.counters["frames_received"] += 1
-        self.counters["bytes_received"] += len(frame)
+        counters = self.counters
+        counters["frames_received"] += 1
+        n = len(frame)
+        counters["bytes_received"] += n
         self.rx_csum_valid = csum_valid
+        handler = self.tcp_segment
+        if handler is not None and n >= 34:
+            # The direct path: a unicast IPv4 frame to our MAC and address, 20-byte
+            # header intact, TCP, no fragment, TTL > 0, a source that is not martian.
+            # Anything else takes the general path below, which judges (and counts)
+            # it from scratch: this path decides nothing the general one would not.
+            dmac, etype, vihl, total, frag, ttl, proto, src_b, dst_b = _ETH_IPV4.unpack_from(frame)
+            if (
+                dmac == self._mac_b
+                and etype == ETH_P_IPV4
+                and vihl == 0x45
+                and proto == 6
+                and dst_b == self._ip_b
+                and 20 <= total <= n - 14
+                and not frag & 0x3FFF
+                and ttl
+                and not int.from_bytes(frame[14:34], "big") % 0xFFFF  # header sum 0xFFFF
+            ):
+                first = src_b[0]
+                if (
+                    0 < first < 224
+                    and first != 127
+                    and src_b != self._ip_b
+                    and src_b != self._subnet_broadcast_b
+                ):
+                    counters["ipv4_received"] += 1
+                    counters["tcp_segments_received"] += 1
+                    try:
+                        handler(socket.inet_ntoa(src_b), frame[34 : 14 + total], now)
+                    except MalformedError as exc:
+                        self.drop(f"tcp_{exc.reason}")
+                        return
+                    counters["frames_accepted"] += 1
+                    return
         reason = self._receive(frame, now)
         if reason is None:
             self.counters["frames_accepted"] += 1
@@ -208,11 +260,14 @@ class Interface:
         if ip.ttl == 0:
             return "ttl_zero"
         if ip.proto == IpProto.TCP:
-            if self.tcp_handler is None:
+            if self.tcp_handler is None and self.tcp_segment is None:
                 return "no_tcp_handler"
             self.counters["tcp_segments_received"] += 1
             try:
-                self.tcp_handler(ip, ip.payload, now)
+                if self.tcp_segment is not None:
+                    self.tcp_segment(ip.src, ip.payload, now)
+                else:
+                    self.tcp_handler(ip, ip.payload, now)
             except MalformedError as exc:
                 return f"tcp_{exc.reason}"
             return None

@@ -144,6 +144,7 @@ class NativeStack:
             forward=self._forward,
         )
         self.interface.tcp_handler = self.tcp.on_packet
+        self.interface.tcp_segment = self.tcp.on_tcp  # the direct path
         self.frames_proxied = 0
         self.frames_proxied_gso = 0  # of them, GSO frames (the owning device cuts them)
         self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()

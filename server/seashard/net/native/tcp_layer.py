@@ -196,7 +196,11 @@ class TcpLayer:
 
     def on_packet(self, ip: IPv4Packet, data: bytes, now: float) -> None:
         """The Interface's TCP handler. MalformedError propagates: it counts the drop."""
-        src = ip.src
+        self.on_tcp(ip.src, data, now)
+
+    def on_tcp(self, src: str, data: bytes, now: float) -> None:
+        """The Interface's direct-path TCP handler (``Interface.tcp_segment``): a segment
+        from ``src`` to us. MalformedError propagates: it counts the drop."""
         pseudo = self._pseudo.get(src)
         if pseudo is None:
             if len(self._pseudo) >= 4096:
@@ -204,15 +208,29 @@ class TcpLayer:
             pseudo = self._pseudo[src] = pseudo_header_sum(src, self.interface.ip, IpProto.TCP, 0)
         # A frame the device vouched for (offload) is not checksummed again.
         sport, dport, seg = parse_segment(
-            data, src, ip.dst, verify=not self.interface.rx_csum_valid, pseudo=pseudo
+            data, src, self.interface.ip, verify=not self.interface.rx_csum_valid, pseudo=pseudo
         )
         key = (src, sport, dport)
-        if self.forward is not None and key not in self.conns:
-            owner = self._owner(key)
-            if owner != self.shard_id:
-                self.stats["segments_forwarded"] += 1
-                self.forward(owner, src, data)
-                return
+        conn = self.conns.get(key)
+        if conn is None:
+            if self.forward is not None:
+                owner = self._owner(key)
+                if owner != self.shard_id:
+                    self.stats["segments_forwarded"] += 1
+                    self.forward(owner, src, data)
+                    return
+        elif conn.tcp.state is State.ESTABLISHED:
+            # _segment_in's steps for a connection in ESTABLISHED, in short (only
+            # TIME_WAIT sets reopen_syn).
+            self.stats["segments_in"] += 1
+            self.segment_counts[key] += 1
+            batch = self._batch
+            conn.tcp.on_segment(seg, now, defer=batch > 0)
+            if batch:
+                self._dirty[conn] = None
+            else:
+                self.kick(conn)
+            return
         self._segment_in(src, sport, dport, seg, now)
 
     def on_forwarded(self, src_ip: str, data: bytes) -> None:
