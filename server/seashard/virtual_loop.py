@@ -2,9 +2,11 @@
 coroutines resumed by hand, so the native stack runs deterministically in memory.
 
 The packetdrill runner's native executor and the frame-level tests drive a
-TcpLayer with it: ``time``, ``call_at``/``call_later`` and ``create_future`` are
-what the layer asks of a loop; ``run_until`` moves the clock, firing what is due
-in order, and ``spawn`` runs an app coroutine whose awaits are the layer's futures.
+TcpLayer with it: ``time``, ``call_soon``, ``call_at``/``call_later`` and
+``create_future`` are what the layer asks of a loop (``call_soon`` callbacks run
+before anything else the loop does: resuming coroutines, reporting or firing
+timers); ``run_until`` moves the clock, firing what is due in order, and ``spawn``
+runs an app coroutine whose awaits are the layer's futures.
 """
 
 from __future__ import annotations
@@ -80,9 +82,19 @@ class VirtualLoop:
         self._order = itertools.count()
         self._futures = asyncio.new_event_loop()  # owns the futures; never run
         self.procs: list[Proc] = []
+        self._soon: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
 
     def time(self) -> float:
         return self._now
+
+    def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
+        self._soon.append((fn, args))
+
+    def _run_soon(self) -> None:
+        soon = self._soon
+        while soon:
+            fn, args = soon.pop(0)
+            fn(*args)
 
     def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
         handle = TimerHandle(when, next(self._order), fn, args)
@@ -96,6 +108,7 @@ class VirtualLoop:
         return self._futures.create_future()
 
     def next_deadline(self) -> float | None:
+        self._run_soon()
         while self._timers and self._timers[0].cancelled:
             heapq.heappop(self._timers)
         return self._timers[0].when if self._timers else None
@@ -113,6 +126,7 @@ class VirtualLoop:
             handle = heapq.heappop(self._timers)
             self._now = max(self._now, handle.when)
             handle.fn(*handle.args)
+        self._run_soon()  # at the old time, before the clock moves on
         self._now = max(self._now, when)
         self.pump()
 
@@ -130,6 +144,8 @@ class VirtualLoop:
         progress = True
         while progress:
             progress = False
+            if self._soon:
+                self._run_soon()
             for proc in list(self.procs):
                 if proc.step():
                     progress = True

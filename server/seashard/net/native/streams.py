@@ -115,22 +115,30 @@ class NativeConnection:
 
     async def read(self) -> bytes:
         tcp = self.tcp
+        layer = self.layer
         while True:
             if tcp.unread:
-                data = tcp.recv(now=self.layer.now())
-                self.bytes_in += len(data)
-                self.layer.stats["bytes_in"] += len(data)
+                data = tcp.recv(now=layer.loop.time())
+                n = len(data)
+                self.bytes_in += n
+                layer.stats["bytes_in"] += n
                 if tcp.output_pending or self.app_closed:
-                    self.layer.kick(self)  # a window update is due
+                    layer.kick(self)  # a window update is due
                 # (else nothing to send, and a read moves no deadline earlier)
                 return data
             if tcp.at_eof:
                 return b""
-            if tcp.is_closed or tcp.state is State.TIME_WAIT:
+            state = tcp.state
+            if state is State.CLOSED or state is State.TIME_WAIT:
                 if tcp.error:
                     raise self._error()
                 return b""
-            await self._wait("_read_waiter")
+            # (_wait, written out: one future per wait, none when data is there)
+            fut = self._read_waiter = layer.loop.create_future()
+            try:
+                await fut
+            finally:
+                self._read_waiter = None
 
     # output_stream
 
@@ -139,7 +147,7 @@ class NativeConnection:
             return
         layer = self.layer
         try:
-            n = self.tcp.send(data, layer.now())
+            n = self.tcp.send(data, layer.loop.time())
         except TcpStateError:
             raise self._error() from None
         if n:

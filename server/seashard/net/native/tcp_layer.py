@@ -186,6 +186,7 @@ class TcpLayer:
         # The asyncio side of the timers: one loop timer at next_deadline(), running poll.
         self.timer = LoopTimer(loop, self.poll, self.next_deadline)
         self._loop_stale = False  # the loop timer may be set for a dropped entry
+        self._arm_pending = False  # an _arm is queued (call_soon)
         self._pseudo: dict[str, int] = {}  # remote ip -> TCP pseudo-header sum (length 0)
         self._broadcast = ("255.255.255.255", str(interface.config.network.broadcast_address))
 
@@ -251,7 +252,7 @@ class TcpLayer:
         conn = self.conns.get(key)
         if conn is not None and conn.tcp.state is State.CLOSED:
             self._dirty.pop(conn, None)  # closed earlier in this batch: free it first
-            self._settle(conn)
+            self._settle(conn, now)
             conn = self.conns.get(key)
         self.stats["segments_in"] += 1
         if conn is not None:
@@ -270,7 +271,7 @@ class TcpLayer:
             reopen = conn.tcp.reopen_syn
             if reopen is not None:
                 self._dirty.pop(conn, None)
-                self._settle(conn)  # frees the key now, for the new incarnation
+                self._settle(conn, now)  # frees the key now, for the new incarnation
             else:
                 self.kick(conn)
             if reopen is not None and key not in self.conns:
@@ -469,13 +470,15 @@ class TcpLayer:
         timers = self._timers
         top = timers[0][2] if timers else None
         rearm = self._loop_stale
+        now = self.loop.time()
+        settle = self._settle
         while dirty:
             conn = next(iter(dirty))
             del dirty[conn]
-            if self._settle(conn) or conn is top:
+            if settle(conn, now) or conn is top:
                 rearm = True  # an earlier deadline, or the loop timer's one moved
         if rearm:
-            self._arm()
+            self._arm_soon()
 
     def kick(self, conn: NativeConnection) -> None:
         """After any event: send what the machine queued, re-arm its timer, wake the app.
@@ -487,12 +490,15 @@ class TcpLayer:
             self._dirty.pop(conn, None)
         timers = self._timers
         top = timers[0] if timers else None
-        if self._settle(conn) or (top is not None and top[2] is conn) or self._loop_stale:
-            self._arm()  # an earlier deadline, or the one the loop timer is set for moved
+        if (
+            self._settle(conn, self.loop.time())
+            or (top is not None and top[2] is conn)
+            or self._loop_stale
+        ):
+            self._arm_soon()  # an earlier deadline, or the one the loop timer is set for moved
 
-    def _settle(self, conn: NativeConnection) -> bool:
+    def _settle(self, conn: NativeConnection, now: float) -> bool:
         """Returns True when it queued a deadline earlier than the loop timer's."""
-        now = self.now()
         tcp = conn.tcp
         if tcp.output_due:
             tcp.flush_output(now)  # the ACK (and data) for the segments of the batch
@@ -509,8 +515,9 @@ class TcpLayer:
         state = tcp.state
         if state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
+            state = tcp.state
         earlier = False
-        if tcp.is_closed:
+        if state is State.CLOSED:
             self._forget(conn)
         else:
             deadline = tcp.next_deadline()
@@ -520,7 +527,13 @@ class TcpLayer:
                 conn.timer_when = deadline
                 loop_when = self.timer.when
                 earlier = loop_when is None or deadline < loop_when
-        conn.wake()
+        if (
+            conn.on_established is not None
+            or conn._read_waiter is not None
+            or conn._write_waiter is not None
+            or conn._open_waiter is not None
+        ):
+            conn.wake()  # (nobody waits, most of the time)
         return earlier
 
     def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
@@ -561,16 +574,24 @@ class TcpLayer:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` must next run (None: no connection has a deadline)."""
         timers = self._timers
+        conns = self.conns
         while timers:
             when, _, conn = timers[0]
-            if self.conns.get(conn.key) is conn:
+            if conns.get(conn.key) is conn:
                 deadline = conn.tcp.next_deadline()
                 if deadline == when:
                     return when
             else:
                 deadline = None
-            self._pop_timer()
-            self._requeue(conn, deadline)
+            # _pop_timer, then _requeue, with one heap operation
+            if conn.timer_when == when:
+                conn.timer_when = None
+            if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
+                self._timer_seq += 1
+                heapq.heapreplace(timers, (deadline, self._timer_seq, conn))
+                conn.timer_when = deadline
+            else:
+                heapq.heappop(timers)
         return None
 
     def poll(self, now: float) -> None:
@@ -601,8 +622,16 @@ class TcpLayer:
         self.kick(conn)
 
     def _arm(self) -> None:
+        self._arm_pending = False
         self._loop_stale = False
         self.timer.update()
+
+    def _arm_soon(self) -> None:
+        """Re-arm the loop timer once the callbacks running now are done: however many
+        connections moved their deadlines in one loop iteration, it is set once."""
+        if not self._arm_pending:
+            self._arm_pending = True
+            self.loop.call_soon(self._arm)
 
     def _forget(self, conn: NativeConnection) -> None:
         if self.conns.get(conn.key) is conn:
@@ -723,9 +752,10 @@ class TcpLayer:
             frame += opts
         frame += payload
         total = len(frame) - 14
-        gso = mss if mss and len(payload) > mss else 0
+        plen = len(payload)
+        gso = mss if mss and plen > mss else 0
         if gso:
-            ident = iface.take_ident(-(-len(payload) // gso))
+            ident = iface.take_ident(-(-plen // gso))
         else:
             if total > iface.config.mtu:
                 iface.tx_drops["too_big"] += 1
@@ -737,11 +767,16 @@ class TcpLayer:
         _IP_FIELDS.pack_into(frame, 16, total, ident)
         _CSUM.pack_into(frame, 24, ~s & 0xFFFF)
         partial = bool(gso) or "csum" in iface.offloads
+        tcp_len = total - 20
         if partial:
-            csum = (pseudo + total - 20) % 0xFFFF or 0xFFFF  # the pseudo-header sum
+            csum = (pseudo + tcp_len) % 0xFFFF or 0xFFFF  # the pseudo-header sum
         else:
-            with memoryview(frame) as mv:
-                csum = internet_checksum(mv[34:], pseudo + total - 20)
+            # internet_checksum(frame[34:], pseudo + tcp_len), in one C call or two
+            c = int.from_bytes(frame[34:], "big")
+            if tcp_len & 1:
+                c <<= 8
+            c += pseudo + tcp_len
+            csum = ~(c % 0xFFFF or 0xFFFF) & 0xFFFF if c else 0xFFFF
         _CSUM.pack_into(frame, 50, csum)
         iface.send_frame(frame, gso, partial)
 
