@@ -655,9 +655,12 @@ class Connection:
             raise TcpStateError(str(self.error or "connection closing"))
         n = self._sbuf.write(data)
         if n:
-            self._mark_pushes(n)
-        if n and self.state in _SENDING:
-            self._output(now)
+            if n > self.mss and self.max_snd_wnd > 1:
+                self._mark_pushes(n)
+            else:  # what _mark_pushes does for a write of at most one MSS
+                self._pushed_seq = (self._sbuf_seq + len(self._sbuf)) & SEQ_MASK
+            if self.state in _SENDING:
+                self._output(now)
         return n
 
     def _mark_pushes(self, n: int) -> None:
@@ -959,13 +962,27 @@ class Connection:
                 self._persist_deadline = None
                 self._persist_backoff = 0
         if plen:
-            # _process_text for in-order data that fits, with no hole to fill.
+            # _process_text for in-order data that fits, with no hole to fill:
+            # _deliver and _ack_check, written out.
             if type(payload) is not bytes:
                 payload = bytes(payload)
-            self._deliver(payload)
+            self._rbuf.append(payload)
+            self.rcv_nxt = (seq + plen) & SEQ_MASK
+            self._rcv_off += plen
+            self.stats.bytes_in += plen
             if plen > self._rcv_mss:
                 self._measure_rcv_mss(plen)
-            self._ack_check(plen, now)
+            unacked = self._rx_unacked = self._rx_unacked + plen
+            self._lrcvtime = now
+            cfg = self.config
+            if (
+                (self._quick > 0 and not self._pingpong)
+                or unacked > self._rcv_mss
+                or cfg.delayed_ack <= 0
+            ):
+                self._ack_now = True
+            elif self._delack_deadline is None and not self._ack_now:
+                self._delack_deadline = now + cfg.delayed_ack
         return True
 
     def _on_syn_sent(self, seg: Segment, now: float) -> None:
@@ -1863,7 +1880,11 @@ class Connection:
         if flags & _ACK:
             seg = Segment(seq, self.rcv_nxt, _FLAGS[flags], self._advertise(), payload)
             if self.ts_ok:
-                seg.timestamps = (self._ts_now(self._clock), self.ts_recent)
+                ms = int(self._clock * 1000)  # _ts_now(self._clock), written out
+                if ms < self._ts_ms:
+                    ms = self._ts_ms
+                self._ts_ms = ms
+                seg.timestamps = ((ms + self.ts_offset) & SEQ_MASK, self.ts_recent)
             rsack = self._rsack
             if self.sack_ok and (rsack.blocks or rsack.dsack is not None):
                 base = self.rcv_nxt - self._rcv_off

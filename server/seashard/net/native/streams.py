@@ -146,14 +146,15 @@ class NativeConnection:
         if not data:
             return
         layer = self.layer
+        now = layer.loop.time()
         try:
-            n = self.tcp.send(data, layer.loop.time())
+            n = self.tcp.send(data, now)
         except TcpStateError:
             raise self._error() from None
         if n:
             self.bytes_out += n
             layer.stats["bytes_out"] += n
-            layer.kick(self)
+            layer.kick(self, now)
             if n == len(data):
                 return  # the common case: it all fit in the send buffer
         view = memoryview(data)[n:]

@@ -480,9 +480,10 @@ class TcpLayer:
         if rearm:
             self._arm_soon()
 
-    def kick(self, conn: NativeConnection) -> None:
+    def kick(self, conn: NativeConnection, now: float | None = None) -> None:
         """After any event: send what the machine queued, re-arm its timer, wake the app.
-        Inside a batch this only marks the connection: :meth:`flush` does the rest."""
+        Inside a batch this only marks the connection: :meth:`flush` does the rest.
+        ``now``: the loop's time, if the caller has just read it."""
         if self._batch:
             self._dirty[conn] = None
             return
@@ -491,7 +492,7 @@ class TcpLayer:
         timers = self._timers
         top = timers[0] if timers else None
         if (
-            self._settle(conn, self.loop.time())
+            self._settle(conn, self.loop.time() if now is None else now)
             or (top is not None and top[2] is conn)
             or self._loop_stale
         ):
