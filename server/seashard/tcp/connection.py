@@ -695,7 +695,22 @@ class Connection:
             return b""
         data = rbuf.read(max_bytes)
         if self.state in _RECEIVING and not self.fin_received:
-            self._maybe_window_update()
+            # A window update: send an ACK now if the window can open significantly
+            # (the receiver-side SWS rule allows moving the right edge, and the new
+            # window is at least twice what the peer currently sees).
+            cap = self.config.recv_buffer
+            free = cap - rbuf.size
+            limit = 0xFFFF << self.rcv_shift
+            if free > limit:
+                free = limit
+            cur = (self._rcv_adv - self.rcv_nxt) & SEQ_MASK
+            if cur >= _HALF:
+                cur = 0
+            half = cap // 2
+            mss = self.mss
+            if free - cur >= (half if half < mss else mss) and free >= 2 * cur:
+                self.stats.window_updates += 1
+                self._emit_ack()
         return data
 
     def close(self, now: float) -> None:
@@ -1312,8 +1327,10 @@ class Connection:
                 self.stats.dsacks_received += 1
         delivered = acked + newly
         mss = self.mss
-        if self._rack is not None:
-            self._rack_update(now)
+        rack = self._rack
+        if rack is not None:
+            rack.on_ack(una, board, now)  # _rack_update, written out
+            self._rack_detect(now)
         srec = self._srec
         if srec is not None:
             if seq_ge(una, srec.recover):
@@ -1626,22 +1643,6 @@ class Connection:
                 self.state = State.CLOSING
         elif st is State.FIN_WAIT_2:
             self._enter_time_wait(now)
-
-    def _maybe_window_update(self) -> None:
-        """After the application read: send an ACK now if the window can open
-        significantly (the receiver-side SWS rule allows moving the right edge,
-        and the new window is at least twice what the peer currently sees)."""
-        cap = self.config.recv_buffer
-        free = cap - self._rbuf.size
-        limit = 0xFFFF << self.rcv_shift
-        if free > limit:
-            free = limit
-        cur = seq_diff(self._rcv_adv, self.rcv_nxt)
-        if cur < 0:
-            cur = 0
-        if free - cur >= min(cap // 2, self.mss) and free >= 2 * cur:
-            self.stats.window_updates += 1
-            self._emit_ack()
 
     # ------------------------------------------------------------------ output
 

@@ -761,7 +761,8 @@ class TcpLayer:
             if total > iface.config.mtu:
                 iface.tx_drops["too_big"] += 1
                 return
-            ident = iface.take_ident()
+            ident = iface._ident  # take_ident(), written out
+            iface._ident = (ident + 1) & 0xFFFF
         s = ip_sum + total + ident
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
