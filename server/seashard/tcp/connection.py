@@ -1345,7 +1345,7 @@ class Connection:
             self._sack_dups = 0
         elif newly > 0:
             self._sack_dups += 1  # RFC 6675: a duplicate ACK carries new SACK information
-        if not board:
+        if not board.ranges:  # (the scoreboard's truth value, without the call)
             return
         lost = seq_gt(self._lost_to(), una)
         if (lost or self._sack_dups >= DUPTHRESH) and seq_ge(una, self._cc.recover):
@@ -1490,7 +1490,10 @@ class Connection:
             self._tlp_deadline = None
             return
         pto = 2 * srtt
-        pto += TLP_WCDELACK if seq_diff(self.snd_max, self.snd_una) <= self.mss else TLP_MIN
+        flight = (self.snd_max - self.snd_una) & SEQ_MASK  # seq_diff, written out
+        if flight >= _HALF:
+            flight -= 1 << 32
+        pto += TLP_WCDELACK if flight <= self.mss else TLP_MIN
         if pto < TLP_FLOOR:
             pto = TLP_FLOOR
         when = now + pto
@@ -1678,6 +1681,7 @@ class Connection:
         # the tail of the queue), the device cutting them into MSS-sized ones.
         tso = self.config.tso_max
         cc = self._cc
+        ctl = cc.ctl  # (cc.cwnd is ctl.cwnd)
         nagle = self.nagle
         if (
             total
@@ -1691,7 +1695,7 @@ class Connection:
             before = len(self._out)
             self._sack_retransmit(now)
             sent = len(self._out) > before
-        board = self._board if self.sack_ok and self._board else None
+        board = self._board if self.sack_ok and self._board.ranges else None
         new_data = False
         avail = 0
         wnd_room = 0
@@ -1727,7 +1731,7 @@ class Connection:
                 if in_flight >= _HALF:
                     in_flight -= 1 << 32
                 # In recovery PRR decides how much goes out (srec.quota).
-                room = srec.quota if srec is not None else cc.cwnd - in_flight
+                room = srec.quota if srec is not None else ctl.cwnd - in_flight
                 if wnd_room < room:
                     room = wnd_room
                 if avail < n:
@@ -1824,7 +1828,13 @@ class Connection:
                 if rack is not None and self.sack_ok and n:
                     rack.sent(seq, end, now)
                 self._last_seg_start = seq
-            if n and self._quick_on and now - self._lrcvtime < self.config.delayed_ack:
+            cfg = self.config  # (_quick_on, written out)
+            if (
+                n
+                and cfg.quickack > 0
+                and cfg.delayed_ack > 0
+                and now - self._lrcvtime < cfg.delayed_ack
+            ):
                 self._pingpong = True  # Linux tcp_event_data_sent
             if self._rtt_seq is None:
                 self._rtt_seq = end

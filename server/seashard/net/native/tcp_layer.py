@@ -738,22 +738,23 @@ class TcpLayer:
             ts = seg.timestamps
             if ts is None:
                 frame += _TCP_REST.pack(seq, ack, 0x50, int(seg.flags), seg.window, 0, 0)
+                hlen = 20
             else:
                 frame += _TCP_REST_TS.pack(
                     seq, ack, 0x80, int(seg.flags), seg.window, 0, 0,
                     0x0101, 0x080A, ts[0], ts[1],
                 )  # fmt: skip
+                hlen = 32
         else:
             opts = build_options(
                 seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
             )
-            frame += _TCP_REST.pack(
-                seq, ack, (20 + len(opts)) << 2, int(seg.flags), seg.window, 0, 0
-            )
+            hlen = 20 + len(opts)
+            frame += _TCP_REST.pack(seq, ack, hlen << 2, int(seg.flags), seg.window, 0, 0)
             frame += opts
         frame += payload
-        total = len(frame) - 14
         plen = len(payload)
+        total = 20 + hlen + plen  # the IPv4 datagram
         gso = mss if mss and plen > mss else 0
         if gso:
             ident = iface.take_ident(-(-plen // gso))
