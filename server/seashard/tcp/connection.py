@@ -451,6 +451,10 @@ class Connection:
         # Header prediction (_fast_path) on; False runs every segment through the
         # general machine (the differential test compares the two).
         self.fast_path = True
+        # --- added by issue 11g (per-segment path; slots to add at merge) ---
+        # len(self._sbuf), kept beside it (write, consume, clear): the per-segment
+        # functions read it without a call.
+        self._sbuf_len = 0
 
     @classmethod
     def connect(
@@ -635,7 +639,7 @@ class Connection:
 
     @property
     def _fin_seq(self) -> int:
-        return seq_add(self._sbuf_seq, len(self._sbuf))
+        return seq_add(self._sbuf_seq, self._sbuf_len)
 
     def __repr__(self) -> str:
         return (
@@ -655,10 +659,11 @@ class Connection:
             raise TcpStateError(str(self.error or "connection closing"))
         n = self._sbuf.write(data)
         if n:
+            self._sbuf_len += n
             if n > self.mss and self.max_snd_wnd > 1:
                 self._mark_pushes(n)
             else:  # what _mark_pushes does for a write of at most one MSS
-                self._pushed_seq = (self._sbuf_seq + len(self._sbuf)) & SEQ_MASK
+                self._pushed_seq = (self._sbuf_seq + self._sbuf_len) & SEQ_MASK
             if self.state in _SENDING:
                 self._output(now)
         return n
@@ -1244,11 +1249,12 @@ class Connection:
         nbytes = (ack - sbuf_seq) & SEQ_MASK
         if nbytes >= _HALF:
             nbytes -= 1 << 32
-        queued = len(sbuf)
+        queued = self._sbuf_len
         if nbytes > queued:
             nbytes = queued
         if nbytes > 0:
             sbuf.consume(nbytes)
+            self._sbuf_len = queued - nbytes
             self._sbuf_seq = (sbuf_seq + nbytes) & SEQ_MASK
         self.snd_una = ack
         probe_end = self._probe_end
@@ -1657,7 +1663,7 @@ class Connection:
                 self._srec is None
                 and not self._fin_queued
                 and self.snd_nxt == self._sbuf_seq
-                and not len(self._sbuf)
+                and not self._sbuf_len
             ):
                 # Nothing queued (what _send_data finds, in short): arm the RTO only.
                 if (
@@ -1675,7 +1681,7 @@ class Connection:
         """Send what the windows allow; returns True if a segment (with ACK) went out."""
         sent = False
         sbuf = self._sbuf
-        total = len(sbuf)
+        total = self._sbuf_len
         mss = self.mss
         # TSO: new data goes out in segments of up to tso_max (whole MSS multiples but
         # the tail of the queue), the device cutting them into MSS-sized ones.
@@ -2251,6 +2257,7 @@ class Connection:
         self._stop_timers()
         self._ack_now = False
         self._sbuf.clear()
+        self._sbuf_len = 0
         self._reasm.clear()
         self._board.clear()
         self._rsack.clear()

@@ -166,6 +166,8 @@ class Driver:
         assert out_fast == out_slow
         self.peer.absorb(out_fast)
         assert _snap(fast) == _snap(slow)
+        for conn in (fast, slow):  # the send buffer's length, kept beside it
+            assert conn._sbuf_len == len(conn._sbuf)
 
 
 OPS = st.lists(
