@@ -1271,7 +1271,11 @@ class Connection:
         rtt_seq = self._rtt_seq
         if tsecr and nbytes > 0:
             # RFC 7323 4 (RTTM): the echoed TSval times this ACK, retransmission or not.
-            r = (self._ts_now(now) - tsecr) & SEQ_MASK
+            ms = int(now * 1000)  # _ts_now(now), written out
+            if ms < self._ts_ms:
+                ms = self._ts_ms
+            self._ts_ms = ms
+            r = (ms + self.ts_offset - tsecr) & SEQ_MASK
             if r < 0x7FFFFFFF:
                 self._rtt.sample(r / 1000)
                 self.stats.rtt_samples += 1
@@ -1336,7 +1340,10 @@ class Connection:
         rack = self._rack
         if rack is not None:
             rack.on_ack(una, board, now)  # _rack_update, written out
-            self._rack_detect(now)
+            if rack.segs or rack.lost_to is not None:
+                self._rack_detect(now)
+            else:
+                self._rack_deadline = None  # (_rack_detect's answer then)
         srec = self._srec
         if srec is not None:
             if seq_ge(una, srec.recover):
@@ -1895,7 +1902,33 @@ class Connection:
 
     def _emit(self, seq: int, flags: int, payload: bytes = b"") -> None:
         if flags & _ACK:
-            seg = Segment(seq, self.rcv_nxt, _FLAGS[flags], self._advertise(), payload)
+            # The window field of an outgoing non-SYN segment, written out here.
+            # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): the right edge only advances
+            # by at least min(RCV.BUFF/2, MSS).  The offered window is rounded *down* to
+            # the scale granularity, so the peer may see the edge retreat by less than
+            # one unit (RFC 7323 2.4); ``_rcv_adv`` keeps the furthest edge ever offered
+            # and everything up to it stays acceptable.  Accepted data therefore never
+            # exceeds the free buffer space.
+            shift = self.rcv_shift
+            cap = self.config.recv_buffer
+            free = cap - self._rbuf.size
+            if free < 0:
+                free = 0
+            rcv_nxt = self.rcv_nxt
+            adv = self._rcv_adv
+            cur = (adv - rcv_nxt) & SEQ_MASK
+            if cur >= _HALF:
+                cur = 0
+            half = cap // 2
+            mss = self.mss
+            target = free if free - cur >= (half if half < mss else mss) else cur
+            wire = target >> shift
+            if wire > 0xFFFF:
+                wire = 0xFFFF
+            edge = (rcv_nxt + (wire << shift)) & SEQ_MASK
+            if 0 < ((edge - adv) & SEQ_MASK) < _HALF:
+                self._rcv_adv = edge
+            seg = Segment(seq, rcv_nxt, _FLAGS[flags], wire, payload)
             if self.ts_ok:
                 ms = int(self._clock * 1000)  # _ts_now(self._clock), written out
                 if ms < self._ts_ms:
@@ -1937,36 +1970,6 @@ class Connection:
         if seq_gt(s, wnd_end):
             s = wnd_end if seq_gt(wnd_end, self.snd_una) else self.snd_una
         self._emit(s, _ACK)
-
-    def _advertise(self) -> int:
-        """The window field for an outgoing non-SYN segment.
-
-        Receiver SWS avoidance (RFC 9293 3.8.6.2.2): the right edge only advances
-        by at least min(RCV.BUFF/2, MSS).  The offered window is rounded *down* to
-        the scale granularity, so the peer may see the edge retreat by less than
-        one unit (RFC 7323 2.4); ``_rcv_adv`` keeps the furthest edge ever offered
-        and everything up to it stays acceptable.  Accepted data therefore never
-        exceeds the free buffer space."""
-        shift = self.rcv_shift
-        cap = self.config.recv_buffer
-        free = cap - self._rbuf.size
-        if free < 0:
-            free = 0
-        rcv_nxt = self.rcv_nxt
-        adv = self._rcv_adv
-        cur = (adv - rcv_nxt) & SEQ_MASK
-        if cur >= _HALF:
-            cur = 0
-        half = cap // 2
-        mss = self.mss
-        target = free if free - cur >= (half if half < mss else mss) else cur
-        wire = target >> shift
-        if wire > 0xFFFF:
-            wire = 0xFFFF
-        edge = (rcv_nxt + (wire << shift)) & SEQ_MASK
-        if 0 < ((edge - adv) & SEQ_MASK) < _HALF:
-            self._rcv_adv = edge
-        return wire
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK, at most ``challenge_ack_limit`` per interval."""

@@ -512,6 +512,8 @@ class MemoryDevice:
         if peer is not None:
             if GRO in peer.offloads:
                 peer.inject(frame, csum_partial)
+            elif not gso_size and not csum_partial:
+                peer.inject(frame)  # software_offload's plain case: the frame as it is
             else:
                 for f in vnet.software_offload(frame, gso_size, csum_partial):
                     peer.inject(f)
