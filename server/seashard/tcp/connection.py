@@ -664,8 +664,9 @@ class Connection:
                 self._mark_pushes(n)
             else:  # what _mark_pushes does for a write of at most one MSS
                 self._pushed_seq = (self._sbuf_seq + self._sbuf_len) & SEQ_MASK
-            if self.state in _SENDING:
-                self._output(now)
+            # _output, written out (a sending state: data first, else a due ACK)
+            if self.state in _SENDING and not self._send_data(now) and self._ack_now:
+                self._emit_ack()
         return n
 
     def _mark_pushes(self, n: int) -> None:
@@ -967,7 +968,19 @@ class Connection:
         if d:
             self._ack_advance(ack, now)
             if self.sack_ok:
-                self._sack_ack(seg, d, True, now)
+                if self._board.ranges or self._srec is not None:
+                    self._sack_ack(seg, d, True, now)
+                else:
+                    # _sack_ack for an advancing ACK with no SACK blocks, no recovery
+                    # and nothing SACKed, written out
+                    rack = self._rack
+                    if rack is not None:
+                        rack.on_ack(self.snd_una, self._board, now)
+                        if rack.segs or rack.lost_to is not None:
+                            self._rack_detect(now)
+                        else:
+                            self._rack_deadline = None
+                    self._sack_dups = 0
         # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
         wl1 = self.snd_wl1
         dw = (wl1 - seq) & SEQ_MASK
