@@ -528,13 +528,17 @@ class TcpLayer:
                 conn.timer_when = deadline
                 loop_when = self.timer.when
                 earlier = loop_when is None or deadline < loop_when
+        # conn.wake(), for the waiters there are (most of the time none, or a reader)
         if (
             conn.on_established is not None
-            or conn._read_waiter is not None
             or conn._write_waiter is not None
             or conn._open_waiter is not None
         ):
-            conn.wake()  # (nobody waits, most of the time)
+            conn.wake()
+        else:
+            fut = conn._read_waiter
+            if fut is not None and not fut.done():
+                fut.set_result(None)
         return earlier
 
     def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
