@@ -44,3 +44,8 @@ class SharedCounters:
 
     def live(self, slot: int, shard: int) -> int:
         return self.assigned(slot, shard) - self.closed(slot, shard)
+
+    def live_all(self, slot: int) -> list[int]:
+        """``live(slot, s)`` for every shard s, in one go (the balancer's per-connection read)."""
+        cells = self._cells[slot * self.shards * 2 : (slot + 1) * self.shards * 2].tolist()
+        return [a - c for a, c in zip(cells[0::2], cells[1::2], strict=True)]
