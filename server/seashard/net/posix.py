@@ -137,31 +137,38 @@ class _AcceptedSocket(socket.socket):
     type = _socket.socket.type  # type: ignore[assignment]
 
 
-def _run_detached(
-    coro: Coroutine[Any, Any, Any], on_error: Callable[[BaseException], None]
-) -> None:
-    """Drive ``coro`` to its end from future callbacks, as a Task would, without one.
+class _Detached:
+    """Drive a coroutine to its end from future callbacks, as a Task would, without one.
 
     For the loop's ``connect_accepted_socket``: it makes the transport at once and
     then only waits for ``connection_made``; a Task per connection for that is most
-    of what it costs. Nothing cancels these, so no cancellation to forward.
+    of what it costs. Nothing cancels these, so there is no cancellation to forward.
+    No reference cycle is left once it is done (a closure calling itself would make
+    one, keeping the whole connection for the cyclic GC).
     """
 
-    def step(_: object = None) -> None:
+    __slots__ = ("_coro", "_on_error")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._coro = coro
+        self._on_error = on_error
+        self._step()
+
+    def _step(self, _: object = None) -> None:
         try:
-            waited = coro.send(None)
+            waited = self._coro.send(None)
         except StopIteration:
             return
-        except BaseException as exc:  # noqa: BLE001 - handed to on_error, as a Task would keep it
-            on_error(exc)
+        except BaseException as exc:  # noqa: BLE001 - handed on, as a Task would keep it
+            self._on_error(exc)
             return
         if waited is None:  # a bare yield (asyncio.sleep(0)): go on next iteration
-            asyncio.get_running_loop().call_soon(step)
+            asyncio.get_running_loop().call_soon(self._step)
         else:
             waited._asyncio_future_blocking = False
-            waited.add_done_callback(step)
-
-    step()
+            waited.add_done_callback(self._step)
 
 
 class PosixServerSocket:
@@ -437,7 +444,7 @@ class PosixStack:
             sock.close()
             self.log_adopt(f"could not take over a connection: {exc}")
 
-        _run_detached(self.loop.connect_accepted_socket(lambda: conn, sock), failed)
+        _Detached(self.loop.connect_accepted_socket(lambda: conn, sock), failed)
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
         conn = PosixConnection(
