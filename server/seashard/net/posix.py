@@ -16,7 +16,6 @@ once, without a task or a Python socket wrapper's enum conversions, so that
 
 from __future__ import annotations
 
-import _socket
 import asyncio
 import errno
 import itertools
@@ -125,16 +124,29 @@ class Prebound(Prepared):
         self._socks.clear()
 
 
-class _AcceptedSocket(socket.socket):
-    """An accepted fd for the event loop to adopt: ``family``/``type`` stay plain ints.
+class _UvFd(int):
+    """An accepted fd as uvloop's ``connect_accepted_socket`` takes it, with no socket object.
 
-    (``socket.socket`` turns them into enums on every read; the loop reads them per
-    connection.) Still a ``socket.socket``, so uvloop detaches it once it owns the fd.
+    uvloop reads ``family``, ``type`` and ``fileno()``. Once its transport owns the
+    fd, libuv closes it and then calls ``close()`` on what it was given: here that
+    only records that the fd is no longer ours. (A ``socket.socket`` costs, per
+    connection, a getsockname() that Python 3.11 makes to check every fd it wraps,
+    enum conversions of family and type, and a detach() at the end.)
     """
 
-    __slots__ = ()
-    family = _socket.socket.family  # type: ignore[assignment]
-    type = _socket.socket.type  # type: ignore[assignment]
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+    fileno = int.__int__
+    released = False
+
+    def close(self) -> None:
+        self.released = True
+
+    def discard(self) -> None:
+        """Close the fd unless the loop took it (and so closed it already)."""
+        if not self.released:
+            self.released = True
+            os.close(self)
 
 
 class _Detached:
@@ -352,8 +364,8 @@ class PosixStack:
         self.log_recovered = RateLimitedLog()
         self._log_lost = RateLimitedLog()
         self.log_adopt = RateLimitedLog()
-        # uvloop's TCP transports set TCP_NODELAY themselves; the stdlib's may not.
-        self._set_nodelay = not type(self.loop).__module__.startswith("uvloop")
+        # uvloop takes a bare fd (_UvFd) and sets TCP_NODELAY itself; the stdlib may not.
+        self._uvloop = type(self.loop).__module__.startswith("uvloop")
         shard.on(_HANDOFF, self._on_handoff)
 
     # network_stack
@@ -424,7 +436,11 @@ class PosixStack:
 
     def _adopt(self, fd: int, addr: tuple[str, int], slot: int, server: PosixServerSocket) -> None:
         """Make the transport now; ``server`` gets the connection at its connection_made."""
-        sock = _AcceptedSocket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        sock: _UvFd | socket.socket
+        if self._uvloop:
+            sock = _UvFd(fd)
+        else:  # the stdlib's transports want a real socket
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
         conn = PosixConnection(
             self.streams,
             self._connection_lost,
@@ -432,7 +448,7 @@ class PosixStack:
             loop=self.loop,
             remote=addr,
             on_made=server._made,
-            nodelay=self._set_nodelay,
+            nodelay=not self._uvloop,
         )
         self._connections.add(conn)
         self.connections_total += 1
@@ -441,14 +457,17 @@ class PosixStack:
             if conn._transport is None:  # never made, so no connection_lost will count it
                 self._connections.discard(conn)
                 self.counters.add_closed(slot, self.shard.id)
-            sock.close()
+            if isinstance(sock, _UvFd):
+                sock.discard()
+            else:
+                sock.close()  # if the loop did not already
             self.log_adopt(f"could not take over a connection: {exc}")
 
         _Detached(self.loop.connect_accepted_socket(lambda: conn, sock), failed)
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
         conn = PosixConnection(
-            self.streams, self._connection_lost, slot, loop=self.loop, nodelay=self._set_nodelay
+            self.streams, self._connection_lost, slot, loop=self.loop, nodelay=not self._uvloop
         )
         self._connections.add(conn)
         self.connections_total += 1

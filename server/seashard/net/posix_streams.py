@@ -173,8 +173,10 @@ class PosixConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._error = exc
-        _wake(self._read_waiter)
-        _wake(self._drain_waiter)
+        if self._read_waiter is not None:
+            _wake(self._read_waiter)
+        if self._drain_waiter is not None:
+            _wake(self._drain_waiter)
         waiters = self._close_waiters
         if waiters is not None:
             self._close_waiters = None
