@@ -267,10 +267,16 @@ class PosixConnection(asyncio.Protocol):
             raise self._error
 
     async def close(self) -> None:
-        """Flush and close (asyncio sends what is buffered before the FIN)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-        if self._lost:
+        """Flush and close: returns once the kernel has every byte written (the FIN follows).
+
+        With nothing left in the transport's buffer (``write`` waits for the kernel
+        to take each write), that is at once, as the native stack's close; else
+        once the transport has sent the rest and closed.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        if self._lost or (transport is not None and not transport.get_write_buffer_size()):
             return
         # Each caller waits on a future of its own: cancelling one close() (a timeout
         # around it) leaves the others and the connection alone, as asyncio.shield did.
