@@ -378,9 +378,10 @@ class PosixStack:
         if port in self._listeners:
             raise BindError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         if self.shard.id == 0:
-            self._kernel[port] = self._bind(address, options)
-            address = SocketAddress(address.host, self._kernel[port].port)
-            port = address.port
+            kernel = self._bind(address, options)
+            address = SocketAddress(address.host, kernel.port)
+            port = address.port  # the bound one (port 0: the kernel's choice)
+            self._kernel[port] = kernel
         server = PosixServerSocket(self, address)
         self._listeners[port] = server
         return server
