@@ -183,6 +183,18 @@ class _Detached:
             waited.add_done_callback(self._step)
 
 
+def _finish_adoption(conn: PosixConnection) -> None:
+    """Let the loop's connect_accepted_socket return, now that connection_made has run.
+
+    On uvloop its waiter is done by then (set right after connection_made), so this
+    ends it at once; were it not, it goes on from the waiter's callback.
+    """
+    coro = conn._adopting
+    if coro is not None:
+        conn._adopting = None
+        _Detached(coro, lambda exc: smp.log(f"taking over a connection: {exc!r}"))
+
+
 class PosixServerSocket:
     """This shard's side of a listener: the connections the balancer gave it."""
 
@@ -196,6 +208,7 @@ class PosixServerSocket:
     def _made(self, conn: PosixConnection) -> None:
         """The connection's transport is up (its ``connection_made``): accept() may return it."""
         if self._aborted:
+            _finish_adoption(conn)
             conn.abort()
             return
         self._ready.append(conn)
@@ -214,6 +227,8 @@ class PosixServerSocket:
             finally:
                 self._waiter = None
         conn = self._ready.popleft()
+        if conn._adopting is not None:
+            _finish_adoption(conn)
         return _PosixAcceptResult(conn)
 
     def abort_accept(self) -> None:
@@ -222,7 +237,9 @@ class PosixServerSocket:
         self._aborted = True
         self._stack._listener_gone(self)
         while self._ready:  # connection_lost counts each one closed
-            self._ready.popleft().abort()
+            conn = self._ready.popleft()
+            _finish_adoption(conn)
+            conn.abort()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -464,7 +481,21 @@ class PosixStack:
                 sock.close()  # if the loop did not already
             self.log_adopt(f"could not take over a connection: {exc}")
 
-        _Detached(self.loop.connect_accepted_socket(lambda: conn, sock), failed)
+        coro = self.loop.connect_accepted_socket(lambda: conn, sock)
+        if not self._uvloop:
+            _Detached(coro, failed)
+            return
+        # uvloop: the first step makes the transport and schedules connection_made,
+        # which sets the waiter the rest of the coroutine awaits; accept() finishes it
+        # then (see _finish_adoption), saving a future callback per connection.
+        try:
+            coro.send(None)
+        except StopIteration:
+            return
+        except BaseException as exc:  # noqa: BLE001 - this connection only
+            failed(exc)
+            return
+        conn._adopting = coro
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
         conn = PosixConnection(

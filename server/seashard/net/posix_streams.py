@@ -6,7 +6,8 @@ import asyncio
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from seashard.net.api import SocketAddress
 
@@ -74,6 +75,7 @@ class PosixConnection(asyncio.Protocol):
         "_local",
         "_remote",
         "_nodelay",
+        "_adopting",
         "bytes_in",
         "bytes_out",
     )
@@ -108,6 +110,7 @@ class PosixConnection(asyncio.Protocol):
         self._local: SocketAddress | None = None
         self._remote: SocketAddress | tuple[str, int] | None = remote
         self._nodelay = nodelay  # set TCP_NODELAY ourselves (uvloop's transports do it)
+        self._adopting: Coroutine[Any, Any, Any] | None = None  # the stack's, see posix.py
         self.bytes_in = 0
         self.bytes_out = 0
 
