@@ -153,8 +153,9 @@ class _Detached:
     """Drive a coroutine to its end from future callbacks, as a Task would, without one.
 
     For the loop's ``connect_accepted_socket``: it makes the transport at once and
-    then only waits for ``connection_made``; a Task per connection for that is most
-    of what it costs. Nothing cancels these, so there is no cancellation to forward.
+    then only waits for ``connection_made``; a Task per connection just for that
+    wait would cost more than the wait. Nothing cancels these, so there is no
+    cancellation to forward.
     No reference cycle is left once it is done (a closure calling itself would make
     one, keeping the whole connection for the cyclic GC).
     """
