@@ -305,3 +305,34 @@ def test_one_readiness_event_hands_its_connections_over_in_one_message(run) -> N
         listener.abort_accept()
 
     run(body)
+
+
+@pytest.mark.parametrize("bare_fd", [True, False])
+def test_a_connection_the_loop_cannot_take_over_is_closed_and_counted(bare_fd: bool) -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        stack = _stack(loop, shard_id=1, count=2)
+        stack._uvloop = bare_fd  # either way of handing the fd to the loop
+        listener = stack.listen(SocketAddress("127.0.0.1", 4321))
+        said: list[str] = []
+        stack.log_adopt = said.append  # type: ignore[assignment]
+
+        async def refuse(*_: object) -> None:
+            raise ConnectionResetError("reset before we got to it")
+
+        loop.connect_accepted_socket = refuse  # type: ignore[method-assign]
+        clients, fds, addrs = _accepted_fds(2)
+        stack.counters.add_assigned(0, 1)
+        stack.counters.add_assigned(0, 1)
+        stack._on_handoff(0, (4321, 0, addrs), fds)
+        await asyncio.sleep(0.05)
+        assert stack.counters.live(0, 1) == 0 and stack.metrics()["connections_live"] == 0
+        assert said == ["could not take over a connection: reset before we got to it"] * 2
+        for fd in fds:
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed, not leaked
+        for c in clients:
+            c.close()
+        listener.abort_accept()
+
+    asyncio.run(body())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import os
 import socket
@@ -472,19 +473,9 @@ class PosixStack:
         self._connections.add(conn)
         self.connections_total += 1
 
-        def failed(exc: BaseException) -> None:  # e.g. reset before we got to it: this one only
-            if conn._transport is None:  # never made, so no connection_lost will count it
-                self._connections.discard(conn)
-                self.counters.add_closed(slot, self.shard.id)
-            if isinstance(sock, _UvFd):
-                sock.discard()
-            else:
-                sock.close()  # if the loop did not already
-            self.log_adopt(f"could not take over a connection: {exc}")
-
         coro = self.loop.connect_accepted_socket(lambda: conn, sock)
         if not self._uvloop:
-            _Detached(coro, failed)
+            _Detached(coro, functools.partial(self._adopt_failed, conn, sock, slot))
             return
         # uvloop: the first step makes the transport and schedules connection_made,
         # which sets the waiter the rest of the coroutine awaits; accept() finishes it
@@ -494,9 +485,22 @@ class PosixStack:
         except StopIteration:
             return
         except BaseException as exc:  # noqa: BLE001 - this connection only
-            failed(exc)
+            self._adopt_failed(conn, sock, slot, exc)
             return
         conn._adopting = coro
+
+    def _adopt_failed(
+        self, conn: PosixConnection, sock: _UvFd | socket.socket, slot: int, exc: BaseException
+    ) -> None:
+        """The loop could not take the connection over (e.g. reset first): that one only."""
+        if conn._transport is None:  # never made, so no connection_lost will count it
+            self._connections.discard(conn)
+            self.counters.add_closed(slot, self.shard.id)
+        if isinstance(sock, _UvFd):
+            sock.discard()
+        else:
+            sock.close()  # if the loop did not already
+        self.log_adopt(f"could not take over a connection: {exc}")
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
         conn = PosixConnection(
