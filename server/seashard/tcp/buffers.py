@@ -8,8 +8,6 @@ has not read, as a list of chunks so that reading a whole segment costs no copy.
 
 from __future__ import annotations
 
-from collections import deque
-
 __all__ = ["RecvBuffer", "SendBuffer"]
 
 
@@ -50,10 +48,13 @@ class SendBuffer:
 
 
 class RecvBuffer:
+    """In-order chunks on a plain list (an empty list holds no item storage; a deque
+    keeps a 64-slot block even while empty, and an idle connection's buffer is empty)."""
+
     __slots__ = ("_chunks", "size")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []
         self.size = 0
 
     def __len__(self) -> int:
@@ -70,26 +71,28 @@ class RecvBuffer:
             return b""
         if max_bytes is None or max_bytes >= self.size:
             out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
+            self._chunks = []  # a fresh empty list: the old one's storage goes
             self.size = 0
             return bytes(out)
         if max_bytes <= 0:
             return b""
         parts: list[bytes] = []
         need = max_bytes
+        taken = 0
         while need:
-            c = chunks[0]
+            c = chunks[taken]
             if len(c) <= need:
                 parts.append(c)
-                chunks.popleft()
+                taken += 1
                 need -= len(c)
             else:
                 parts.append(c[:need])
-                chunks[0] = c[need:]
+                chunks[taken] = c[need:]
                 need = 0
+        del chunks[:taken]
         self.size -= max_bytes
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def clear(self) -> None:
-        self._chunks.clear()
+        self._chunks = []
         self.size = 0

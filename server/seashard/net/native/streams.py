@@ -21,6 +21,25 @@ FlowKey = tuple[str, int, int]  # remote ip, remote port, local port
 
 
 class NativeConnection:
+    # A shard may hold 50,000 of these idle: slots, no __dict__ (add new attributes here).
+    __slots__ = (
+        "layer",
+        "tcp",
+        "local_address",
+        "remote_address",
+        "key",
+        "on_established",
+        "app_closed",
+        "timer",
+        "timer_when",
+        "_read_waiter",
+        "_write_waiter",
+        "_open_waiter",
+        "bytes_in",
+        "bytes_out",
+        "segments_in",
+    )
+
     def __init__(
         self,
         layer: TcpLayer,
@@ -43,6 +62,7 @@ class NativeConnection:
         self._open_waiter: asyncio.Future[None] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        self.segments_in = 0  # segments the layer handed to this connection (admin table)
 
     # called by the layer after every event on this connection
 

@@ -148,7 +148,6 @@ class TcpLayer:
         self._time_wait: set[FlowKey] = set()  # the TIME_WAIT table (bounded)
         self._tw_logged_at: float | None = None
         self.connections_total = 0
-        self.segment_counts: Counter[FlowKey] = Counter()  # per live flow, for the admin table
         self._next_port = random.randrange(len(EPHEMERAL))
 
     def now(self) -> float:
@@ -208,7 +207,7 @@ class TcpLayer:
                 # the handshake; the SYN-ACK retransmission brings it back later.
                 self.limit_drops["accept_queue_full"] += 1
                 return
-            self.segment_counts[key] += 1
+            conn.segments_in += 1
             conn.tcp.on_segment(seg, now)
             reopen = conn.tcp.reopen_syn
             self.kick(conn)
@@ -294,7 +293,7 @@ class TcpLayer:
         conn = NativeConnection(self, tcp, local, remote, on_established=listener.deliver)
         listener.half_open += 1
         self._register(conn)
-        self.segment_counts[conn.key] += 1
+        conn.segments_in += 1
         self.kick(conn)
 
     def _send_cookie(
@@ -361,7 +360,7 @@ class TcpLayer:
             on_established=listener.enqueue,
         )
         self._register(conn)
-        self.segment_counts[conn.key] += 1
+        conn.segments_in += 1
         self.kick(conn)
         return True
 
@@ -441,7 +440,6 @@ class TcpLayer:
             del self.conns[conn.key]
             self._time_wait.discard(conn.key)
             self.stats["retransmits_closed"] += conn.tcp.stats.retransmits
-            self.segment_counts.pop(conn.key, None)
             if conn.tcp.gave_up is not None:
                 self.gave_up[conn.tcp.gave_up.value] += 1
         if conn.timer is not None:
