@@ -517,7 +517,7 @@ class Connection:
         self._ch_count = 0
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
-        self._out: list[Segment] = []
+        self._out: list[Segment] | tuple[()] = ()  # a list while segments wait (_queue)
 
     @classmethod
     def connect(
@@ -851,9 +851,10 @@ class Connection:
     def segments_out(self) -> list[Segment]:
         """Take the segments that must be sent now, in order."""
         out = self._out
-        if out:
-            self._out = []
-        return out
+        if not out:
+            return []
+        self._out = ()
+        return out  # type: ignore[return-value]  # a non-empty _out is a list
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called (None: no timer running)."""
@@ -922,7 +923,7 @@ class Connection:
         if st is State.CLOSED:
             rst = rst_for(seg)
             if rst is not None:
-                self._out.append(rst)
+                self._queue(rst)
                 self.stats.segments_out += 1
             return
         if st is State.SYN_SENT:
@@ -1793,8 +1794,16 @@ class Connection:
             self._rx_unacked = 0
         else:
             seg = Segment(seq, 0, _FLAGS[flags], 0, payload)
-        self._out.append(seg)
+        self._queue(seg)
         self.stats.segments_out += 1
+
+    def _queue(self, seg: Segment) -> None:
+        """Queue ``seg`` for ``segments_out`` (an idle connection holds no list)."""
+        out = self._out
+        if out:
+            out.append(seg)  # type: ignore[union-attr]
+        else:
+            self._out = [seg]
 
     def _emit_ack(self) -> None:
         """A bare ACK.  Its sequence number is SND.MAX unless that lies beyond the
@@ -1932,7 +1941,7 @@ class Connection:
             self._rtt_time = now
         if self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto
-        self._out.append(seg)
+        self._queue(seg)
         self.stats.segments_out += 1
 
     def _offered_wscale(self) -> int | None:

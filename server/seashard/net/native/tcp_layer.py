@@ -284,7 +284,7 @@ class TcpLayer:
         now: float,
         iss: int | None = None,
     ) -> None:
-        local = SocketAddress(self.interface.ip, pkt.dst_port)
+        local = listener.local_address  # one object for all its connections (memory)
         remote = SocketAddress(src_ip, pkt.src_port)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
@@ -355,7 +355,7 @@ class TcpLayer:
         conn = NativeConnection(
             self,
             tcp,
-            SocketAddress(*local),
+            listener.local_address,
             SocketAddress(*remote),
             on_established=listener.enqueue,
         )
