@@ -299,6 +299,8 @@ class TcpStats:
     tlp_probes: int = 0  # tail loss probes sent (RFC 8985 7)
 
 
+_LONG_AGO = float("-inf")
+
 # A read-only stand-in for a connection that holds no SACK information (``_board`` None):
 # nothing ever mutates it.
 _NO_BOARD = Scoreboard()
@@ -513,7 +515,7 @@ class Connection:
         self.time_wait_until: float | None = None
         self._last_rx = now
         self._last_send = now
-        self._ch_start = now - cfg.challenge_ack_interval
+        self._ch_start = _LONG_AGO  # the first challenge ACK starts an interval (no float kept)
         self._ch_count = 0
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
