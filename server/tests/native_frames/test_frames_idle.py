@@ -23,7 +23,7 @@ def echo(bench: Bench, peer: Peer, conn: NativeConnection, data: bytes) -> None:
 
 def test_an_idle_established_connection_holds_no_timer(bench: Bench) -> None:
     peer, conn = bench.established()
-    assert conn.timer is None and bench.loop.next_deadline() is None
+    assert conn.timer_when is None and bench.loop.next_deadline() is None
     received = bytearray()
     for i in range(3):
         msg = bytes([65 + i]) * 100
@@ -33,8 +33,7 @@ def test_an_idle_established_connection_holds_no_timer(bench: Bench) -> None:
     assert conn.tcp.state.name == "ESTABLISHED" and conn.tcp.bytes_in_flight == 0
     # The delayed ACK (if any) fires; after that nothing is armed for this connection.
     bench.advance(1.0)
-    assert conn.timer is None and conn.timer_when is None
-    assert bench.loop.next_deadline() is None
+    assert conn.timer_when is None and bench.loop.next_deadline() is None
 
 
 def test_many_idle_connections_leave_no_timers_and_one_table_entry_each(bench: Bench) -> None:
@@ -45,7 +44,7 @@ def test_many_idle_connections_leave_no_timers_and_one_table_entry_each(bench: B
         conns.append(conn)
     bench.advance(1.0)
     assert bench.loop.next_deadline() is None
-    assert all(c.timer is None for c in conns)
+    assert all(c.timer_when is None for c in conns)
     assert len(bench.layer.conns) == 20
     # The per-flow segment count lives on the connection, not in a per-shard table.
     assert not hasattr(bench.layer, "segment_counts")
