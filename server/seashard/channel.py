@@ -18,7 +18,7 @@ from typing import Any
 CHUNK = 60 * 1024  # stays under the default AF_UNIX datagram limit
 _MORE = b"M"
 _END = b"E"
-MAX_FDS = 8
+MAX_FDS = 64  # per message: the posix stack hands over a batch of accepted fds in one
 
 Handler = Callable[[Any, list[int]], None]
 

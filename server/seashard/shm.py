@@ -34,13 +34,18 @@ class SharedCounters:
 
     def add_assigned(self, slot: int, shard: int) -> None:
         """Only the listening shard calls this."""
-        i = self._index(slot, shard, False)
+        i = (slot * self.shards + shard) * 2  # _index, inlined: this runs per connection
         self._cells[i] = self._cells[i] + 1
 
     def add_closed(self, slot: int, shard: int) -> None:
         """Only ``shard`` itself calls this, for its own connections."""
-        i = self._index(slot, shard, True)
+        i = (slot * self.shards + shard) * 2 + 1
         self._cells[i] = self._cells[i] + 1
 
     def live(self, slot: int, shard: int) -> int:
         return self.assigned(slot, shard) - self.closed(slot, shard)
+
+    def live_all(self, slot: int) -> list[int]:
+        """``live(slot, s)`` for every shard s, in one go (the balancer's per-connection read)."""
+        cells = self._cells[slot * self.shards * 2 : (slot + 1) * self.shards * 2].tolist()
+        return [a - c for a, c in zip(cells[0::2], cells[1::2], strict=True)]

@@ -287,3 +287,43 @@ def test_admin_metrics_per_shard(serve) -> None:  # type: ignore[no-untyped-def]
     )
     assert bytes_in == 1000
     assert "# TYPE seashard_connections_live gauge" in text
+
+
+def _connect_while_shard0_is_stopped(server, port: int, n: int) -> list[socket.socket]:  # type: ignore[no-untyped-def]
+    """n connections that wait in the backlog together: shard 0 then accepts them in batches."""
+    os.kill(server.pids[0], signal.SIGSTOP)
+    try:  # the kernel completes the handshakes meanwhile
+        return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    finally:
+        os.kill(server.pids[0], signal.SIGCONT)
+
+
+def test_batched_hand_off_keeps_every_connection_in_accept_order(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve("-c", "2", "--lba", "fixed", "--fixed-cpu", "1", services=("accept-logger",))
+    socks = _connect_while_shard0_is_stopped(server, server.ports["accept-logger"], 150)
+    expected = [f"Accepted connection from 127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        assert _read_all(s) == b""  # each one served (the logger closes it)
+        s.close()
+    assert server.wait_for_output(expected[-1], stream="stdout"), server.stdout()
+    assert server.stdout_lines == expected  # all of them, once each, in the order they came
+    metrics = _admin(server, "/metrics")
+    assert 'seashard_connections_total{shard="1"} 150' in metrics, metrics
+    assert 'seashard_connections_total{shard="0"} 0' in metrics, metrics
+
+
+def test_batched_hand_off_keeps_port_affinity(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve("-c", "2", "--lba", "port", services=("echo",))
+    port = server.ports["echo"]
+    socks = _connect_while_shard0_is_stopped(server, port, 100)
+    try:
+        for i, s in enumerate(socks):
+            s.sendall(b"ping %d" % i)
+            assert s.recv(100) == b"ping %d" % i
+        owner_of = {o.remote: next(iter(o.pids)) for o in kernelview.established_on_port(port)}
+        for s in socks:
+            local_port = s.getsockname()[1]
+            assert owner_of[f"127.0.0.1:{local_port}"] == server.pids[local_port % 2]
+    finally:
+        for s in socks:
+            s.close()

@@ -14,13 +14,14 @@ Handler = Callable[[AcceptResult], Awaitable[None]]
 async def service_loop(listener: ServerSocket, handle: Handler) -> None:
     """Accept until the listener is aborted; errors stay with their connection."""
     tasks: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
     while True:
         try:
             res = await listener.accept()
         except ConnectionAbortedError:
             break
         # Not awaited: the next accept must not wait for this connection to finish.
-        task = asyncio.get_running_loop().create_task(_guarded(handle, res))
+        task = loop.create_task(_guarded(handle, res))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:

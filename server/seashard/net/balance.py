@@ -11,7 +11,8 @@ class Balancer:
     """Picks a shard per connection.
 
     ``live(shard)`` must return that shard's exact live connection count for
-    this listener (see shm.SharedCounters).
+    this listener (see shm.SharedCounters); ``live_all()``, if given, all of them
+    at once, in shard order (one call per pick instead of one per shard).
     """
 
     def __init__(
@@ -20,6 +21,8 @@ class Balancer:
         shards: int,
         live: Callable[[int], int],
         fixed_cpu: int = 0,
+        *,
+        live_all: Callable[[], list[int]] | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("need at least one shard")
@@ -28,15 +31,18 @@ class Balancer:
         self.lba = lba
         self.shards = shards
         self._live = live
+        self._live_all = live_all or (lambda: [live(s) for s in range(shards)])
         self._fixed = fixed_cpu
         self._next = 0  # round-robin cursor for ties
 
     def pick(self, remote_port: int) -> int:
+        if self.shards == 1:  # one choice whatever the algorithm: skip the counting
+            return 0
         if self.lba is LoadBalancing.PORT:
             return remote_port % self.shards
         if self.lba is LoadBalancing.FIXED:
             return self._fixed
-        counts = [self._live(s) for s in range(self.shards)]
+        counts = self._live_all()
         fewest = min(counts)
         for step in range(self.shards):
             shard = (self._next + step) % self.shards

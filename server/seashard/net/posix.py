@@ -5,21 +5,29 @@ algorithm, and passes the accepted fd to that shard over SCM_RIGHTS. From then
 on only the owner reads, writes and closes it. A shard that receives a
 connection for a port it does not listen on closes it and says so (the
 tutorial's "connections reaching other threads are not handled", made visible).
+
+The per-connection path is kept lean (issue 11: it cost twice a bare uvloop
+protocol server): shard 0 takes raw fds from accept(), the connections one
+readiness event accepted for another shard travel in one channel message (their
+fds together, over SCM_RIGHTS), and each shard turns an fd into a transport at
+once, without a task or a Python socket wrapper's enum conversions, so that
+``accept()`` only pops a connection that is already made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from seashard import smp
+from seashard import channel, smp
 from seashard.net.api import (
     AcceptResult,
     BindError,
@@ -33,6 +41,8 @@ from seashard.shm import MAX_SLOTS
 
 LISTEN_BACKLOG = 4096
 ACCEPT_BATCH = 64  # accepts per readiness event, so handing out does not starve the loop
+# One hand-off message carries every connection a readiness event accepted for a shard.
+assert ACCEPT_BATCH <= channel.MAX_FDS, "a batch's fds must fit in one message"
 _HANDOFF = "posix.conn"
 # Out of fds (or kernel memory), the listening socket stays readable: retrying at once
 # would spin. Back off, doubling from the first to the last pause while it lasts.
@@ -115,49 +125,123 @@ class Prebound(Prepared):
         self._socks.clear()
 
 
+class _UvFd(int):
+    """An accepted fd as uvloop's ``connect_accepted_socket`` takes it, with no socket object.
+
+    uvloop reads ``family``, ``type`` and ``fileno()``. Once its transport owns the
+    fd, libuv closes it and then calls ``close()`` on what it was given: here that
+    only records that the fd is no longer ours. (A ``socket.socket`` costs, per
+    connection, a getsockname() that Python 3.11 makes to check every fd it wraps,
+    enum conversions of family and type, and a detach() at the end.)
+    """
+
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+    fileno = int.__int__
+    released = False
+
+    def close(self) -> None:
+        self.released = True
+
+    def discard(self) -> None:
+        """Close the fd unless the loop took it (and so closed it already)."""
+        if not self.released:
+            self.released = True
+            os.close(self)
+
+
+class _Detached:
+    """Drive a coroutine to its end from future callbacks, as a Task would, without one.
+
+    For the loop's ``connect_accepted_socket``: it makes the transport at once and
+    then only waits for ``connection_made``; a Task per connection just for that
+    wait would cost more than the wait. Nothing cancels these, so there is no
+    cancellation to forward.
+    No reference cycle is left once it is done (a closure calling itself would make
+    one, keeping the whole connection for the cyclic GC).
+    """
+
+    __slots__ = ("_coro", "_on_error")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._coro = coro
+        self._on_error = on_error
+        self._step()
+
+    def _step(self, _: object = None) -> None:
+        try:
+            waited = self._coro.send(None)
+        except StopIteration:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed on, as a Task would keep it
+            self._on_error(exc)
+            return
+        if waited is None:  # a bare yield (asyncio.sleep(0)): go on next iteration
+            asyncio.get_running_loop().call_soon(self._step)
+        else:
+            waited._asyncio_future_blocking = False
+            waited.add_done_callback(self._step)
+
+
+def _finish_adoption(conn: PosixConnection) -> None:
+    """Let the loop's connect_accepted_socket return, now that connection_made has run.
+
+    On uvloop its waiter is done by then (set right after connection_made), so this
+    ends it at once; were it not, it goes on from the waiter's callback.
+    """
+    coro = conn._adopting
+    if coro is not None:
+        conn._adopting = None
+        _Detached(coro, lambda exc: smp.log(f"taking over a connection: {exc!r}"))
+
+
 class PosixServerSocket:
     """This shard's side of a listener: the connections the balancer gave it."""
 
     def __init__(self, stack: PosixStack, address: SocketAddress) -> None:
         self._stack = stack
         self.local_address = address
-        self._pending: deque[tuple[socket.socket, int]] = deque()
+        self._ready: deque[PosixConnection] = deque()  # made, not yet accepted
         self._waiter: asyncio.Future[None] | None = None
         self._aborted = False
 
-    def _deliver(self, sock: socket.socket, slot: int) -> None:
-        self._pending.append((sock, slot))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def _made(self, conn: PosixConnection) -> None:
+        """The connection's transport is up (its ``connection_made``): accept() may return it."""
+        if self._aborted:
+            _finish_adoption(conn)
+            conn.abort()
+            return
+        self._ready.append(conn)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def accept(self) -> AcceptResult:
-        while True:
-            while not self._pending:
-                if self._aborted:
-                    port = self.local_address.port
-                    raise ConnectionAbortedError(f"listener on port {port} closed")
-                self._waiter = self._stack.loop.create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
-            sock, slot = self._pending.popleft()
+        while not self._ready:
+            if self._aborted:
+                port = self.local_address.port
+                raise ConnectionAbortedError(f"listener on port {port} closed")
+            self._waiter = self._stack.loop.create_future()
             try:
-                conn = await self._stack.adopt(sock, slot)
-            except OSError as exc:  # e.g. reset before we got to it: that one only, not the loop
-                self._stack.log_adopt(f"could not take over a connection: {exc}")
-                continue
-            return AcceptResult(conn, conn.remote_address)
+                await self._waiter
+            finally:
+                self._waiter = None
+        conn = self._ready.popleft()
+        if conn._adopting is not None:
+            _finish_adoption(conn)
+        return _PosixAcceptResult(conn)
 
     def abort_accept(self) -> None:
         if self._aborted:
             return
         self._aborted = True
         self._stack._listener_gone(self)
-        while self._pending:
-            sock, slot = self._pending.popleft()
-            sock.close()
-            self._stack.counters.add_closed(slot, self._stack.shard.id)
+        while self._ready:  # connection_lost counts each one closed
+            conn = self._ready.popleft()
+            _finish_adoption(conn)
+            conn.abort()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -168,6 +252,19 @@ class PosixServerSocket:
         self.abort_accept()
 
 
+class _PosixAcceptResult(AcceptResult):
+    """An AcceptResult whose remote_address is made only if the app reads it."""
+
+    __slots__ = ()
+
+    def __init__(self, connection: PosixConnection) -> None:
+        self.connection = connection
+
+    @property  # type: ignore[override]
+    def remote_address(self) -> SocketAddress:
+        return self.connection.remote_address
+
+
 class _KernelListener:
     """Shard 0's listening socket for one port."""
 
@@ -176,10 +273,20 @@ class _KernelListener:
         self.sock = sock
         self.slot = slot
         self.port = sock.getsockname()[1]
+        # Linux lets a SO_REUSEADDR listener bind past a TIME_WAIT socket only if that
+        # socket had SO_REUSEADDR too. Accepted sockets inherit the listener's flag, so
+        # set it here, after bind and listen: every connection gets it without a
+        # syscall of its own, and the choice of the *next* run's --reuse-address stays
+        # its own (a listening socket's flag lets no one else bind its port).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         shard = stack.shard
         counters = stack.counters
         self.balancer = Balancer(
-            options.lba, shard.count, lambda s: counters.live(slot, s), options.fixed_cpu
+            options.lba,
+            shard.count,
+            lambda s: counters.live(slot, s),
+            options.fixed_cpu,
+            live_all=lambda: counters.live_all(slot),
         )
         self.backoff = 0.0  # the current pause after a resource error; 0: accepting
         self.failures = 0
@@ -187,31 +294,47 @@ class _KernelListener:
 
     def _acceptable(self) -> None:
         stack = self.stack
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:
-                if exc.errno not in RESOURCE_ERRORS:
-                    raise
-                self._back_off(exc)
-                return
-            if self.backoff:
-                stack.log_recovered(
-                    f"accept on port {self.port}: accepting again after "
-                    f"{self.failures} failed attempts"
-                )
-                self.backoff = 0.0
-                self.failures = 0
-            target = self.balancer.pick(addr[1])
-            stack.counters.add_assigned(self.slot, target)
-            if target == stack.shard.id:
-                stack.handoff_received(self.port, self.slot, addr, conn)
-            else:
-                stack.shard.send(target, _HANDOFF, (self.port, self.slot, addr), [conn.detach()])
+        me = stack.shard.id
+        accept = self.sock._accept  # type: ignore[attr-defined]  # (fd, addr): no socket object
+        pick = self.balancer.pick
+        add_assigned = stack.counters.add_assigned
+        slot, port = self.slot, self.port
+        batches: dict[int, tuple[list[tuple[str, int]], list[int]]] = {}
+        try:
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    fd, addr = accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionAbortedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in RESOURCE_ERRORS:
+                        raise
+                    self._back_off(exc)
+                    return
+                if self.backoff:
+                    self._recovered()
+                target = pick(addr[1])
+                add_assigned(slot, target)
+                if target == me:
+                    stack.handoff_received(port, slot, addr, fd)
+                else:
+                    batch = batches.get(target)
+                    if batch is None:
+                        batch = batches[target] = ([], [])
+                    batch[0].append(addr)
+                    batch[1].append(fd)
+        finally:  # one message per shard for all it got this time, in accept order
+            for target, (addrs, fds) in batches.items():
+                stack.shard.send(target, _HANDOFF, (port, slot, addrs), fds)
+
+    def _recovered(self) -> None:
+        self.stack.log_recovered(
+            f"accept on port {self.port}: accepting again after {self.failures} failed attempts"
+        )
+        self.backoff = 0.0
+        self.failures = 0
 
     def _back_off(self, exc: OSError) -> None:
         """The connection stays in the backlog; try again later, not at once (that spins)."""
@@ -260,6 +383,8 @@ class PosixStack:
         self.log_recovered = RateLimitedLog()
         self._log_lost = RateLimitedLog()
         self.log_adopt = RateLimitedLog()
+        # uvloop takes a bare fd (_UvFd) and sets TCP_NODELAY itself; the stdlib may not.
+        self._uvloop = type(self.loop).__module__.startswith("uvloop")
         shard.on(_HANDOFF, self._on_handoff)
 
     # network_stack
@@ -272,9 +397,10 @@ class PosixStack:
         if port in self._listeners:
             raise BindError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         if self.shard.id == 0:
-            self._kernel[port] = self._bind(address, options)
-            address = SocketAddress(address.host, self._kernel[port].port)
-            port = address.port
+            kernel = self._bind(address, options)
+            address = SocketAddress(address.host, kernel.port)
+            port = address.port  # the bound one (port 0: the kernel's choice)
+            self._kernel[port] = kernel
         server = PosixServerSocket(self, address)
         self._listeners[port] = server
         return server
@@ -299,24 +425,26 @@ class PosixStack:
     # hand-off and ownership
 
     def _on_handoff(self, sender: int, payload: Any, fds: list[int]) -> None:
-        port, slot, addr = payload
-        if not fds:  # out of fds here: the kernel dropped the passed one (MSG_CTRUNC)
-            self.counters.add_closed(slot, self.shard.id)  # it was counted as ours
+        port, slot, addrs = payload
+        for addr, fd in zip(addrs, fds, strict=False):
+            self.handoff_received(port, slot, addr, fd)
+        # Out of fds here, the kernel drops what does not fit (MSG_CTRUNC): the first
+        # ones arrive, in order, the rest are lost. Each was counted as ours.
+        for addr in addrs[len(fds) :]:
+            self.counters.add_closed(slot, self.shard.id)
             self.handoffs_lost += 1
             self._log_lost(
                 f"connection from {addr[0]}:{addr[1]} lost in the hand-off: no fd arrived "
                 "(out of file descriptors?)"
             )
-            return
-        for fd in fds:
-            self.handoff_received(port, slot, addr, socket.socket(fileno=fd))
+        for fd in fds[len(addrs) :]:  # never sent so; do not leak them if it happens
+            os.close(fd)
 
-    def handoff_received(
-        self, port: int, slot: int, addr: tuple[str, int], sock: socket.socket
-    ) -> None:
+    def handoff_received(self, port: int, slot: int, addr: tuple[str, int], fd: int) -> None:
+        """A connection for this shard: ``fd`` is ours from here on."""
         server = self._listeners.get(port)
         if server is None:
-            sock.close()
+            os.close(fd)
             self.counters.add_closed(slot, self.shard.id)
             self.refused_no_listener += 1
             smp.log(
@@ -324,27 +452,60 @@ class PosixStack:
                 f"{addr[0]}:{addr[1]} (listen on every shard, or run with -c 1)"
             )
             return
-        server._deliver(sock, slot)
+        self._adopt(fd, addr, slot, server)
 
-    async def adopt(self, sock: socket.socket, slot: int | None) -> PosixConnection:
-        sock.setblocking(False)
-        # Linux lets a SO_REUSEADDR listener bind past a TIME_WAIT socket only if that
-        # socket had SO_REUSEADDR too (accepted sockets inherit the listener's flag).
-        # Setting it here leaves the choice to the *next* run's --reuse-address alone.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    def _adopt(self, fd: int, addr: tuple[str, int], slot: int, server: PosixServerSocket) -> None:
+        """Make the transport now; ``server`` gets the connection at its connection_made."""
+        sock: _UvFd | socket.socket
+        if self._uvloop:
+            sock = _UvFd(fd)
+        else:  # the stdlib's transports want a real socket
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        conn = PosixConnection(
+            self.streams,
+            self._connection_lost,
+            slot,
+            loop=self.loop,
+            remote=addr,
+            on_made=server._made,
+            nodelay=not self._uvloop,
+        )
+        self._connections.add(conn)
+        self.connections_total += 1
+
+        coro = self.loop.connect_accepted_socket(lambda: conn, sock)
+        if not self._uvloop:
+            _Detached(coro, functools.partial(self._adopt_failed, conn, sock, slot))
+            return
+        # uvloop: the first step makes the transport and schedules connection_made,
+        # which sets the waiter the rest of the coroutine awaits; accept() finishes it
+        # then (see _finish_adoption), saving a future callback per connection.
         try:
-            _, conn = await self.loop.connect_accepted_socket(
-                lambda: self._new_connection(slot), sock
-            )
-        except BaseException:
-            sock.close()
-            if slot is not None:
-                self.counters.add_closed(slot, self.shard.id)
-            raise
-        return conn
+            coro.send(None)
+        except StopIteration:
+            return
+        except BaseException as exc:  # noqa: BLE001 - this connection only
+            self._adopt_failed(conn, sock, slot, exc)
+            return
+        conn._adopting = coro
+
+    def _adopt_failed(
+        self, conn: PosixConnection, sock: _UvFd | socket.socket, slot: int, exc: BaseException
+    ) -> None:
+        """The loop could not take the connection over (e.g. reset first): that one only."""
+        if conn._transport is None:  # never made, so no connection_lost will count it
+            self._connections.discard(conn)
+            self.counters.add_closed(slot, self.shard.id)
+        if isinstance(sock, _UvFd):
+            sock.discard()
+        else:
+            sock.close()  # if the loop did not already
+        self.log_adopt(f"could not take over a connection: {exc}")
 
     def _new_connection(self, slot: int | None) -> PosixConnection:
-        conn = PosixConnection(self.streams, self._connection_lost, slot)
+        conn = PosixConnection(
+            self.streams, self._connection_lost, slot, loop=self.loop, nodelay=not self._uvloop
+        )
         self._connections.add(conn)
         self.connections_total += 1
         return conn

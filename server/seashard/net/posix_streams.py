@@ -6,7 +6,8 @@ import asyncio
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from seashard.net.api import SocketAddress
 
@@ -47,18 +48,54 @@ class PosixConnection(asyncio.Protocol):
 
     ``write`` returns once the kernel has taken everything (the transport's
     write buffer limit is 0), so ``flush`` only has to wait for that too.
+
+    Lean per connection (issue 11): the addresses are made on first use (an
+    accepted connection knows its peer from accept(); ``local_address`` asks the
+    kernel only when read), and nothing is created that the connection may never
+    need (no close future until someone waits for the close).
     """
+
+    __slots__ = (
+        "_counters",
+        "_on_lost",
+        "_on_made",
+        "slot",
+        "_loop",
+        "_transport",
+        "_chunks",
+        "_buffered",
+        "_eof",
+        "_lost",
+        "_error",
+        "_reading_paused",
+        "_writing_paused",
+        "_read_waiter",
+        "_drain_waiter",
+        "_close_waiters",
+        "_local",
+        "_remote",
+        "_nodelay",
+        "_adopting",
+        "bytes_in",
+        "bytes_out",
+    )
 
     def __init__(
         self,
         counters: StreamCounters,
         on_lost: Callable[[PosixConnection], None],
         slot: int | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        remote: tuple[str, int] | None = None,
+        on_made: Callable[[PosixConnection], None] | None = None,
+        nodelay: bool = True,
     ) -> None:
         self._counters = counters
         self._on_lost = on_lost
+        self._on_made = on_made
         self.slot = slot  # the listener's shared-counter slot (None: we connected out)
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -69,10 +106,35 @@ class PosixConnection(asyncio.Protocol):
         self._writing_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[None] = self._loop.create_future()
-        self.local_address = self.remote_address = _UNKNOWN
+        self._close_waiters: list[asyncio.Future[None]] | None = None
+        self._local: SocketAddress | None = None
+        self._remote: SocketAddress | tuple[str, int] | None = remote
+        self._nodelay = nodelay  # set TCP_NODELAY ourselves (uvloop's transports do it)
+        self._adopting: Coroutine[Any, Any, Any] | None = None  # the stack's, see posix.py
         self.bytes_in = 0
         self.bytes_out = 0
+
+    # addresses, made when first read
+
+    @property
+    def remote_address(self) -> SocketAddress:
+        remote = self._remote
+        if type(remote) is SocketAddress:
+            return remote
+        if remote is None and self._transport is not None:
+            remote = self._transport.get_extra_info("peername")
+        address = _address(remote)
+        if address is not _UNKNOWN:
+            self._remote = address
+        return address
+
+    @property
+    def local_address(self) -> SocketAddress:
+        if self._local is None:
+            if self._transport is None or self._lost:
+                return _UNKNOWN
+            self._local = _address(self._transport.get_extra_info("sockname"))
+        return self._local
 
     # asyncio.Protocol
 
@@ -80,16 +142,13 @@ class PosixConnection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
         # Every write is flushed by the apps (echo replies at once): no Nagle delay.
         # uvloop sets it on its own; asyncio's connect_accepted_socket does not.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=0)
-        local = transport.get_extra_info("sockname")
-        remote = transport.get_extra_info("peername")
-        if local:
-            self.local_address = SocketAddress(local[0], local[1])
-        if remote:
-            self.remote_address = SocketAddress(remote[0], remote[1])
+        if self._nodelay:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        if self._on_made is not None:
+            self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
         n = len(data)
@@ -117,10 +176,15 @@ class PosixConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._error = exc
-        _wake(self._read_waiter)
-        _wake(self._drain_waiter)
-        if not self._closed.done():
-            self._closed.set_result(None)
+        if self._read_waiter is not None:
+            _wake(self._read_waiter)
+        if self._drain_waiter is not None:
+            _wake(self._drain_waiter)
+        waiters = self._close_waiters
+        if waiters is not None:
+            self._close_waiters = None
+            for fut in waiters:
+                _wake(fut)
         self._on_lost(self)
 
     # connected_socket
@@ -179,15 +243,23 @@ class PosixConnection(asyncio.Protocol):
     # output_stream
 
     async def write(self, data: bytes) -> None:
-        if self._lost or self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
             raise self._error or BrokenPipeError("write to a closed connection")
         n = len(data)
         self.bytes_out += n
         self._counters.bytes_out += n
-        self._transport.write(data)
-        await self.flush()
+        transport.write(data)
+        if self._writing_paused:  # the kernel did not take it all: wait (flush, inlined)
+            await self._drain()
 
     async def flush(self) -> None:
+        if self._writing_paused:
+            await self._drain()
+        elif self._lost and self._error is not None:
+            raise self._error
+
+    async def _drain(self) -> None:
         while self._writing_paused and not self._lost:
             self._drain_waiter = self._loop.create_future()
             try:
@@ -198,10 +270,33 @@ class PosixConnection(asyncio.Protocol):
             raise self._error
 
     async def close(self) -> None:
-        """Flush and close (asyncio sends what is buffered before the FIN)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-        await asyncio.shield(self._closed)
+        """Flush and close: returns once the kernel has every byte written (the FIN follows).
+
+        With nothing left in the transport's buffer (``write`` waits for the kernel
+        to take each write), that is at once, as the native stack's close; else
+        once the transport has sent the rest and closed.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        if self._lost or (transport is not None and not transport.get_write_buffer_size()):
+            return
+        # Each caller waits on a future of its own: cancelling one close() (a timeout
+        # around it) leaves the others and the connection alone, as asyncio.shield did.
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self._close_waiters is None:
+            self._close_waiters = [fut]
+        else:
+            self._close_waiters.append(fut)
+        await fut
+
+
+def _address(pair: object) -> SocketAddress:
+    """A SocketAddress from the kernel's (host, port); _UNKNOWN where there is none."""
+    if not pair:
+        return _UNKNOWN
+    host, port = pair[:2]  # type: ignore[index]
+    return SocketAddress(host, port)
 
 
 def _wake(fut: asyncio.Future[None] | None) -> None:

@@ -332,9 +332,118 @@ class TcpStats:
     tlp_probes: int = 0  # tail loss probes sent (RFC 8985 7)
 
 
+_LONG_AGO = float("-inf")
+
+# A read-only stand-in for a connection that holds no SACK information (``_board`` None):
+# nothing ever mutates it.
+_NO_BOARD = Scoreboard()
+
+
 class Connection:
     """One TCP connection.  Create with :meth:`connect` (active open) or
-    :meth:`accept` (passive open from a SYN received on a listener)."""
+    :meth:`accept` (passive open from a SYN received on a listener).
+
+    Memory: a shard may hold 50,000 of these idle, so the attributes are slots (no
+    ``__dict__``), and what an idle connection does not need is made when first needed:
+    the SACK scoreboard (``_board``, None until a SACK block arrives, and again once
+    SND.UNA passes every SACKed byte), the out-of-order queue (``_reasm``, None until
+    data arrives out of order, and again once the gap fills), the forced-push marks
+    (an empty tuple until a write needs one); the receive buffer, RACK's segment list,
+    the receiver's SACK blocks and the reassembler's lists are empty tuples or lists
+    while empty.  An attribute added to ``__init__`` must be added here too."""
+
+    __slots__ = (
+        "config",
+        "state",
+        "passive",
+        "error",
+        "gave_up",
+        "stats",
+        "created",
+        "_clock",
+        "iss",
+        "irs",
+        "snd_una",
+        "snd_nxt",
+        "snd_max",
+        "snd_wnd",
+        "snd_wl1",
+        "snd_wl2",
+        "max_snd_wnd",
+        "rcv_nxt",
+        "_rcv_adv",
+        "_rcv_off",
+        "mss",
+        "peer_mss",
+        "snd_shift",
+        "rcv_shift",
+        "wscale_ok",
+        "sack_ok",
+        "ts_ok",
+        "ts_offset",
+        "ts_recent",
+        "_ts_ms",
+        "ts_recent_stamp",
+        "_last_ack_sent",
+        "_seg_tsecr",
+        "_quick",
+        "_rsack",
+        "_board",
+        "_srec",
+        "_tlp_deadline",
+        "_push_marks",
+        "_pushed_seq",
+        "_rack",
+        "_rack_deadline",
+        "_tlp_out",
+        "_sack_dups",
+        "_pingpong",
+        "_lrcvtime",
+        "_last_seg_start",
+        "_sbuf",
+        "_sbuf_seq",
+        "_fin_queued",
+        "_rbuf",
+        "_reasm",
+        "_budget",
+        "fin_received",
+        "was_established",
+        "_rtt",
+        "_ctl",
+        "_cc",
+        "_rtx_deadline",
+        "_retries",
+        "_syn_rtx",
+        "_rtt_seq",
+        "_rtt_time",
+        "_persist_deadline",
+        "_persist_backoff",
+        "_probe_end",
+        "_probes_unanswered",
+        "_delack_deadline",
+        "_ack_now",
+        "_rx_unacked",
+        "_rcv_mss",
+        "_ka_deadline",
+        "_ka_probes",
+        "nagle",
+        "keepalive_idle",
+        "keepalive_interval",
+        "keepalive_count",
+        "_fw2_deadline",
+        "fin_wait_2_timeout",
+        "orphan_retries",
+        "time_wait_until",
+        "_last_rx",
+        "_last_send",
+        "_ch_start",
+        "_ch_count",
+        "reopen_syn",
+        "_out",
+        "output_due",
+        "fast_path",
+        "_sbuf_len",  # issue 11g
+    )
 
     # ------------------------------------------------------------------ creation
 
@@ -388,10 +497,11 @@ class Connection:
         self._seg_tsecr = 0  # the TSecr of the segment being processed (0: none)
         self._quick = cfg.quickack  # Linux quickack mode: ACKs still to send at once
         self._rsack = ReceiverSack()
-        self._board = Scoreboard()
+        self._board: Scoreboard | None = None  # made by the first SACK block (_sack_ack)
         self._srec: SackRecovery | None = None
         self._tlp_deadline: float | None = None
-        self._push_marks: deque[int] = deque()  # seqs ending a segment with PSH (forced push)
+        # seqs ending a segment with PSH (forced push); a deque once a write needs one
+        self._push_marks: deque[int] | tuple[()] = ()
         self._pushed_seq: int | None = None  # Linux tp->pushed_seq
         self._rack = Rack() if cfg.rack else None
         self._rack_deadline: float | None = None  # RACK's reorder timer
@@ -407,7 +517,8 @@ class Connection:
         self._sbuf_seq = seq_add(iss, 1)  # sequence number of _sbuf's first byte
         self._fin_queued = False
         self._rbuf = RecvBuffer()
-        self._reasm = Reassembler(limit=2 * cfg.recv_buffer, budget=budget)
+        self._reasm: Reassembler | None = None  # made by the first out-of-order segment
+        self._budget = budget
         self.fin_received = False
         self.was_established = False
         # Timers and their companions.
@@ -440,20 +551,18 @@ class Connection:
         self.time_wait_until: float | None = None
         self._last_rx = now
         self._last_send = now
-        self._ch_start = now - cfg.challenge_ack_interval
+        self._ch_start = _LONG_AGO  # the first challenge ACK starts an interval (no float kept)
         self._ch_count = 0
         # A SYN that legitimately reopened a connection sitting in TIME-WAIT.
         self.reopen_syn: Segment | None = None
-        self._out: list[Segment] = []
-        # --- added by issue 11 (input side; slots to add at merge) ---
+        self._out: list[Segment] | tuple[()] = ()  # a list while segments wait (_queue)
         # on_segment(defer=True) leaves the output to flush_output (a batch's one ACK).
         self.output_due = False
         # Header prediction (_fast_path) on; False runs every segment through the
         # general machine (the differential test compares the two).
         self.fast_path = True
-        # --- added by issue 11g (per-segment path; slots to add at merge) ---
         # len(self._sbuf), kept beside it (write, consume, clear): the per-segment
-        # functions read it without a call.
+        # functions read it without a call (issue 11g).
         self._sbuf_len = 0
 
     @classmethod
@@ -625,6 +734,10 @@ class Connection:
     @property
     def reassembly(self) -> Reassembler:
         """The out-of-order data held (to look at: ``held``, ``truesize``, ``ranges()``)."""
+        return self._reasm if self._reasm is not None else self._new_reasm()
+
+    def _new_reasm(self) -> Reassembler:
+        self._reasm = Reassembler(limit=2 * self.config.recv_buffer, budget=self._budget)
         return self._reasm
 
     @property
@@ -685,6 +798,8 @@ class Connection:
             while pos < n:
                 at = seq_add(start, pos)
                 if seq_diff(at, pushed) > half:
+                    if not self._push_marks:
+                        self._push_marks = deque()
                     self._push_marks.append(at)
                     pushed = at
                 pos += goal
@@ -807,9 +922,10 @@ class Connection:
     def segments_out(self) -> list[Segment]:
         """Take the segments that must be sent now, in order."""
         out = self._out
-        if out:
-            self._out = []
-        return out
+        if not out:
+            return []
+        self._out = ()
+        return out  # type: ignore[return-value]  # a non-empty _out is a list
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called (None: no timer running)."""
@@ -886,7 +1002,7 @@ class Connection:
         if st is State.CLOSED:
             rst = rst_for(seg)
             if rst is not None:
-                self._out.append(rst)
+                self._queue(rst)
                 self.stats.segments_out += 1
             return
         if st is State.SYN_SENT:
@@ -968,7 +1084,7 @@ class Connection:
         if d:
             self._ack_advance(ack, now)
             if self.sack_ok:
-                if self._board.ranges or self._srec is not None:
+                if self._board is not None or self._srec is not None:
                     self._sack_ack(seg, d, True, now)
                 else:
                     # _sack_ack for an advancing ACK with no SACK blocks, no recovery
@@ -1304,8 +1420,10 @@ class Connection:
             self._tlp_out = None  # the probe's episode is over
         if self.sack_ok:
             board = self._board
-            if board.ranges:
+            if board is not None:
                 board.advance(ack)
+                if not board:
+                    self._board = None  # nothing SACKed above SND.UNA any more
             self._cc.dup_acks = 0
             if nbytes > 0 and self.was_established and self._srec is None:
                 self._ctl.on_ack(nbytes, now, self._rtt.srtt)
@@ -1345,6 +1463,8 @@ class Connection:
         una = self.snd_una
         newly = 0
         if seg.sack_blocks:
+            if board is None:
+                board = self._board = Scoreboard()
             newly, dsack = board.update(seg.sack_blocks, una, self.snd_max)
             if dsack:
                 self.stats.dsacks_received += 1
@@ -1371,7 +1491,7 @@ class Connection:
             self._sack_dups = 0
         elif newly > 0:
             self._sack_dups += 1  # RFC 6675: a duplicate ACK carries new SACK information
-        if not board.ranges:  # (the scoreboard's truth value, without the call)
+        if board is None or not board:
             return
         lost = seq_gt(self._lost_to(), una)
         if (lost or self._sack_dups >= DUPTHRESH) and seq_ge(una, self._cc.recover):
@@ -1380,7 +1500,8 @@ class Connection:
     def _lost_to(self) -> int:
         """Below this seq every unSACKed byte is lost: RFC 6675's IsLost, or RACK's."""
         una = self.snd_una
-        lost = self._board.lost_boundary(una, self.mss)
+        board = self._board
+        lost = una if board is None else board.lost_boundary(una, self.mss)
         rack = self._rack
         if rack is not None and rack.lost_to is not None and seq_gt(rack.lost_to, lost):
             return rack.lost_to
@@ -1401,7 +1522,7 @@ class Connection:
         if not rack.segs and rack.lost_to is None:
             self._rack_deadline = None  # nothing sent is undelivered: what detect() finds
             return
-        sacked_segs = self._board.sacked // self.mss
+        sacked_segs = 0 if self._board is None else self._board.sacked // self.mss
         rtt = self._rtt
         wnd = rack.reo_wnd(rtt.min_rtt, rtt.srtt, self._srec is not None, sacked_segs, DUPTHRESH)
         timeout = rack.detect(self.snd_una, now, wnd)
@@ -1444,7 +1565,7 @@ class Connection:
     def _pipe(self) -> int:
         """RFC 6675 pipe: outstanding bytes not SACKed and not lost, plus the lost
         ones retransmitted (below HighRxt)."""
-        board = self._board
+        board = self._board if self._board is not None else _NO_BOARD
         una = self.snd_una
         total = seq_diff(self.snd_max, una) - board.sacked
         lost_to = self._lost_to()
@@ -1463,7 +1584,7 @@ class Connection:
         srec = self._srec
         if srec is None:
             return
-        board = self._board
+        board = self._board if self._board is not None else _NO_BOARD
         una = self.snd_una
         rack = self._rack
         while srec.quota > 0 and rack is not None:
@@ -1587,6 +1708,8 @@ class Connection:
         reasm = self._reasm
         if off:
             # Out of order: hold it, and send a duplicate ACK at once (RFC 5681 4.2).
+            if reasm is None:
+                reasm = self._new_reasm()
             self.stats.ooo_segments += 1
             start = self._rcv_off + off
             kept = reasm.insert(start, payload) if plen else 0
@@ -1602,16 +1725,19 @@ class Connection:
                 reasm.fin_offset = self._rcv_off + off + plen
             self._ack_now = True
             return
-        had_gap = bool(reasm)
+        had_gap = reasm is not None and bool(reasm)
         if plen:
             self._deliver(payload)
             if plen > self._rcv_mss:
                 self._measure_rcv_mss(plen)
         if had_gap:
+            assert reasm is not None
             for chunk in reasm.pop_ready(self._rcv_off):
                 self._deliver(chunk)
             if reasm.fin_offset is not None and reasm.fin_offset == self._rcv_off:
                 fin = True
+            if not reasm:
+                self._reasm = None  # the gap filled: an idle connection holds no queue
             self._rsack.advance(self._rcv_off)
             self._ack_now = True  # a segment that fills (part of) a gap is ACKed at once
         if fin:
@@ -1652,7 +1778,9 @@ class Connection:
     def _on_fin(self, now: float, with_data: bool = False) -> None:
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self.fin_received = True
-        self._reasm.clear()
+        if self._reasm is not None:
+            self._reasm.clear()
+            self._reasm = None
         self._rsack.clear()
         st = self.state
         if with_data and st is State.ESTABLISHED and self._quick_on and not self._ack_now:
@@ -1721,7 +1849,7 @@ class Connection:
             before = len(self._out)
             self._sack_retransmit(now)
             sent = len(self._out) > before
-        board = self._board if self.sack_ok and self._board.ranges else None
+        board = self._board if self.sack_ok and self._board else None
         new_data = False
         avail = 0
         wnd_room = 0
@@ -1972,8 +2100,20 @@ class Connection:
             self._rx_unacked = 0
         else:
             seg = Segment(seq, 0, _FLAGS[flags], 0, payload)
-        self._out.append(seg)
+        out = self._out  # _queue(seg), written out
+        if out:
+            out.append(seg)  # type: ignore[union-attr]
+        else:
+            self._out = [seg]
         self.stats.segments_out += 1
+
+    def _queue(self, seg: Segment) -> None:
+        """Queue ``seg`` for ``segments_out`` (an idle connection holds no list)."""
+        out = self._out
+        if out:
+            out.append(seg)  # type: ignore[union-attr]
+        else:
+            self._out = [seg]
 
     def _emit_ack(self) -> None:
         """A bare ACK.  Its sequence number is SND.MAX unless that lies beyond the
@@ -2084,7 +2224,7 @@ class Connection:
             self._rtt_time = now
         if self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto
-        self._out.append(seg)
+        self._queue(seg)
         self.stats.segments_out += 1
 
     def _offered_wscale(self) -> int | None:
@@ -2274,10 +2414,12 @@ class Connection:
         self._ack_now = False
         self._sbuf.clear()
         self._sbuf_len = 0
-        self._reasm.clear()
-        self._board.clear()
+        if self._reasm is not None:
+            self._reasm.clear()  # gives its bytes back to the shard's budget
+            self._reasm = None
+        self._board = None
         self._rsack.clear()
-        self._push_marks.clear()
+        self._push_marks = ()
         self._srec = None
         self._probe_end = None
         if self._rack is not None:

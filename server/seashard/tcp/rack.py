@@ -49,7 +49,9 @@ class Rack:
     __slots__ = ("end_seq", "fack", "lost_to", "min_rtt", "reord_seen", "rtt", "segs", "xmit_ts")
 
     def __init__(self) -> None:
-        self.segs: deque[RackSegment] = deque()  # ascending seq, above SND.UNA
+        # ascending seq, above SND.UNA; an empty tuple while nothing is out (an empty deque
+        # keeps a 64-slot block: an idle connection should not)
+        self.segs: deque[RackSegment] | tuple[()] = ()
         self.xmit_ts: float | None = None  # RACK.xmit_ts
         self.end_seq = 0  # RACK.end_seq
         self.rtt = 0.0  # RACK.rtt
@@ -59,12 +61,15 @@ class Rack:
         self.lost_to: int | None = None
 
     def clear(self) -> None:
-        self.segs.clear()
+        self.segs = ()
         self.lost_to = None
 
     def sent(self, start: int, end: int, now: float) -> None:
         """An original transmission of [start, end)."""
-        self.segs.append(RackSegment(start, end, now))
+        segs = self.segs
+        if not segs:
+            segs = self.segs = deque()
+        segs.append(RackSegment(start, end, now))
 
     def retransmitted(self, start: int, end: int, now: float, una: int) -> None:
         lo = seq_diff(start, una)
@@ -77,9 +82,14 @@ class Rack:
                 s.rexmit = True
                 s.lost = False
 
-    def on_ack(self, una: int, board: Scoreboard, now: float) -> None:
+    def on_ack(self, una: int, board: Scoreboard | None, now: float) -> None:
         """RFC 8985 6.2 steps 1-2: update RACK from what this ACK delivered."""
         segs = self.segs
+        if not segs:
+            if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
+                self.lost_to = None
+            return
+        assert isinstance(segs, deque)
         if board:
             for s in segs:
                 if seq_diff(s.start, una) >= 0 and not s.delivered:
@@ -90,6 +100,8 @@ class Rack:
             s = segs.popleft()
             if not s.delivered:
                 self._delivered(s, now)
+        if not segs:
+            self.segs = ()  # everything delivered: let the deque's block go
         if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
             self.lost_to = None
 

@@ -47,8 +47,9 @@ class Reassembler:
     __slots__ = ("_starts", "_blocks", "held", "truesize", "fin_offset", "limit", "budget")
 
     def __init__(self, limit: int | None = None, budget: ReassemblyBudget | None = None) -> None:
-        self._starts: list[int] = []
-        self._blocks: list[bytes] = []
+        # Empty tuples while nothing is held (no list storage); lists from the first insert.
+        self._starts: list[int] | tuple[()] = ()
+        self._blocks: list[bytes] | tuple[()] = ()
         self.held = 0  # bytes held
         self.truesize = 0  # what they cost: bytes + BLOCK_OVERHEAD per block
         self.fin_offset: int | None = None  # stream offset of an out-of-order FIN
@@ -79,8 +80,11 @@ class Reassembler:
         end = offset + len(data)
         if end <= offset:
             return 0
+        if not self._starts:
+            self._starts, self._blocks = [], []
         starts = self._starts
         blocks = self._blocks
+        assert isinstance(starts, list) and isinstance(blocks, list)
         base = offset  # stream offset of data[0]
         i = bisect_right(starts, offset) - 1
         if i >= 0:
@@ -147,13 +151,16 @@ class Reassembler:
                 out.append(b[expected - s :] if s < expected else b)
                 expected = e
             n += 1
-        del starts[:n]
-        del blocks[:n]
+        if n == len(starts):
+            self._starts, self._blocks = (), ()
+        else:
+            assert isinstance(starts, list) and isinstance(blocks, list)
+            del starts[:n]
+            del blocks[:n]
         return out
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._blocks.clear()
+        self._starts, self._blocks = (), ()
         self.held = 0
         self._charge(-self.truesize)
         self.fin_offset = None

@@ -30,7 +30,8 @@ class ReceiverSack:
     __slots__ = ("blocks", "dsack")
 
     def __init__(self) -> None:
-        self.blocks: list[tuple[int, int]] = []  # [start, end) offsets, most recent first
+        # [start, end) offsets, most recent first; an empty tuple while there are none
+        self.blocks: list[tuple[int, int]] | tuple[()] = ()
         self.dsack: tuple[int, int] | None = None
 
     def add(self, start: int, end: int) -> None:
@@ -47,15 +48,15 @@ class ReceiverSack:
     def advance(self, rcv_off: int) -> None:
         """Data up to ``rcv_off`` is in order now: drop the blocks it covers."""
         if self.blocks:
-            self.blocks = [(s, e) for s, e in self.blocks if e > rcv_off]
+            self.blocks = [(s, e) for s, e in self.blocks if e > rcv_off] or ()
 
     def clear(self) -> None:
-        self.blocks = []
+        self.blocks = ()
         self.dsack = None
 
     def take(self, limit: int) -> list[tuple[int, int]]:
         """The blocks for the next ACK (D-SACK first, once)."""
-        out = self.blocks[:limit]
+        out = list(self.blocks[:limit])
         if self.dsack is not None:
             out = [self.dsack, *[b for b in self.blocks if b != self.dsack]][:limit]
             self.dsack = None
@@ -68,6 +69,8 @@ class Scoreboard:
     def __init__(self) -> None:
         self.ranges: list[list[int]] = []  # [start, end) seqs, ascending from SND.UNA
         self.sacked = 0  # bytes in ranges
+        # (The connection makes its scoreboard at the first SACK block and drops it once
+        # nothing above SND.UNA is SACKed: an idle connection holds none.)
 
     def __bool__(self) -> bool:
         return bool(self.ranges)

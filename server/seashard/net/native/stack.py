@@ -293,7 +293,7 @@ class NativeStack:
                 "state": c.state,
                 "bytes_in": c.bytes_in,
                 "bytes_out": c.bytes_out,
-                "segments_in": self.tcp.segment_counts.get(c.key, 0),
+                "segments_in": c.segments_in,
                 "segments_out": c.tcp.stats.segments_out,
                 "rcv_nxt": c.tcp.rcv_nxt,
                 "snd_una": c.tcp.snd_una,

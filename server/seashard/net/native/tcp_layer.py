@@ -177,7 +177,6 @@ class TcpLayer:
         self._time_wait: set[FlowKey] = set()  # the TIME_WAIT table (bounded)
         self._tw_logged_at: float | None = None
         self.connections_total = 0
-        self.segment_counts: Counter[FlowKey] = Counter()  # per live flow, for the admin table
         self._next_port = random.randrange(len(EPHEMERAL))
         self._batch = 0  # > 0: inside a batch (begin_batch/end_batch)
         self._dirty: dict[NativeConnection, None] = {}  # touched in this batch, in order
@@ -224,7 +223,7 @@ class TcpLayer:
             # _segment_in's steps for a connection in ESTABLISHED, in short (only
             # TIME_WAIT sets reopen_syn).
             self.stats["segments_in"] += 1
-            self.segment_counts[key] += 1
+            conn.segments_in += 1
             batch = self._batch
             conn.tcp.on_segment(seg, now, defer=batch > 0)
             if batch:
@@ -266,7 +265,7 @@ class TcpLayer:
                 # the handshake; the SYN-ACK retransmission brings it back later.
                 self.limit_drops["accept_queue_full"] += 1
                 return
-            self.segment_counts[key] += 1
+            conn.segments_in += 1
             conn.tcp.on_segment(seg, now, defer=self._batch > 0)
             reopen = conn.tcp.reopen_syn
             if reopen is not None:
@@ -348,7 +347,7 @@ class TcpLayer:
         now: float,
         iss: int | None = None,
     ) -> None:
-        local = SocketAddress(self.interface.ip, dport)
+        local = listener.local_address  # one object for all its connections (memory)
         remote = SocketAddress(src_ip, sport)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
@@ -357,7 +356,7 @@ class TcpLayer:
         conn = NativeConnection(self, tcp, local, remote, on_established=listener.deliver)
         listener.half_open += 1
         self._register(conn)
-        self.segment_counts[conn.key] += 1
+        conn.segments_in += 1
         self.kick(conn)
 
     def _send_cookie(
@@ -431,12 +430,12 @@ class TcpLayer:
         conn = NativeConnection(
             self,
             tcp,
-            SocketAddress(*local),
+            listener.local_address,
             SocketAddress(*remote),
             on_established=listener.enqueue,
         )
         self._register(conn)
-        self.segment_counts[conn.key] += 1
+        conn.segments_in += 1
         self.kick(conn)
         return True
 
@@ -643,7 +642,6 @@ class TcpLayer:
             del self.conns[conn.key]
             self._time_wait.discard(conn.key)
             self.stats["retransmits_closed"] += conn.tcp.stats.retransmits
-            self.segment_counts.pop(conn.key, None)
             if conn.tcp.gave_up is not None:
                 self.gave_up[conn.tcp.gave_up.value] += 1
         conn.timer_when = None  # its heap entries are dropped as they come up

@@ -16,6 +16,7 @@ class Controller:
     """Slow start and the shared bookkeeping; subclasses decide congestion
     avoidance (``_avoid``) and the multiplicative decrease (``_reduced``)."""
 
+    __slots__ = ("mss", "iw", "cwnd", "ssthresh")  # one per connection: no __dict__
     name = "base"
 
     def __init__(self, mss: int, iw: int | None = None) -> None:

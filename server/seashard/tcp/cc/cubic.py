@@ -16,6 +16,7 @@ ALPHA_AIMD = 3 * (1 - BETA) / (1 + BETA)  # RFC 9438 4.3
 
 
 class Cubic(Controller):
+    __slots__ = ("w_max", "k", "epoch", "w_est", "cwnd_epoch", "_acc")
     name = "cubic"
 
     def __init__(self, mss: int, iw: int | None = None) -> None:

@@ -8,6 +8,7 @@ __all__ = ["Reno"]
 
 
 class Reno(Controller):
+    __slots__ = ("_ca_acked",)
     name = "newreno"
 
     def __init__(self, mss: int, iw: int | None = None) -> None:
