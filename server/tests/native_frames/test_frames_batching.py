@@ -65,6 +65,23 @@ def test_template_follows_the_neighbour_when_arp_changes(bench: Bench) -> None:
     assert second[1].dst == moved and second[1][TCP].load == b"2" * 10
 
 
+def test_connections_to_one_peer_share_one_template(bench: Bench) -> None:
+    """The header template is per remote address: idle connections hold none, and
+    each connection's frames still carry its own ports."""
+    peer_a, a = bench.established()
+    peer_b, b = bench.established(bench.peer(sport=40001))
+    assert not hasattr(a, "tx") and not hasattr(a, "__dict__")
+    for conn, data in ((a, b"A" * 7), (b, b"B" * 9)):
+        conn.tcp.send(data, bench.now())
+        bench.layer.kick(conn)
+    sent = [f[1][TCP] for f in bench.take_frames()]
+    assert [(s.sport, s.dport, s.load) for s in sent] == [
+        (PORT, peer_a.sport, b"A" * 7),
+        (PORT, 40001, b"B" * 9),
+    ]
+    assert list(bench.layer._hops) == [PEER_IP]
+
+
 def test_template_expired_entry_resolves_again() -> None:
     bench = Bench(TcpConfig(mss=1460), arp_options={"entry_ttl": 100.0})
     peer, conn = bench.established()

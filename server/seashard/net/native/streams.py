@@ -44,7 +44,6 @@ class NativeConnection:
         "bytes_in",
         "bytes_out",
         "segments_in",
-        "tx",
     )
 
     def __init__(
@@ -69,7 +68,6 @@ class NativeConnection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.segments_in = 0  # segments the layer handed to this connection (admin table)
-        self.tx: tuple[bytes, int, int, int, float] | None = None  # TcpLayer._template
 
     # called by the layer after every event on this connection
 

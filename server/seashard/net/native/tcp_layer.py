@@ -72,8 +72,9 @@ _PORTS = struct.Struct("!HH")
 _IP_TEMPLATE = struct.Struct("!BBHHHBBH4s4s")
 _IP_FIELDS = struct.Struct("!HH")  # total length, identifier (frame offset 16)
 _CSUM = struct.Struct("!H")
-# (eth + ipv4 header + ports, the ipv4 header's word sum, the pseudo-header sum,
-#  ARP generation, ARP expiry): see TcpLayer._template
+# (eth + ipv4 header, the ipv4 header's word sum, the pseudo-header sum (length 0),
+#  ARP generation, ARP expiry), per remote address: see TcpLayer._template
+MAX_TEMPLATES = 4096
 _Template = tuple[bytes, int, int, int, float]
 # Cookie ACKs are only looked for while a listener sent cookies this recently
 # (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
@@ -186,6 +187,7 @@ class TcpLayer:
         self.timer = LoopTimer(loop, self.poll, self.next_deadline)
         self._loop_stale = False  # the loop timer may be set for a dropped entry
         self._arm_pending = False  # an _arm is queued (call_soon)
+        self._hops: dict[str, _Template] = {}  # remote ip -> its header template
         self._pseudo: dict[str, int] = {}  # remote ip -> TCP pseudo-header sum (length 0)
         self._broadcast = ("255.255.255.255", str(interface.config.network.broadcast_address))
 
@@ -203,7 +205,7 @@ class TcpLayer:
         from ``src`` to us. MalformedError propagates: it counts the drop."""
         pseudo = self._pseudo.get(src)
         if pseudo is None:
-            if len(self._pseudo) >= 4096:
+            if len(self._pseudo) >= MAX_TEMPLATES:
                 self._pseudo.clear()  # a cache, not a table a flood could grow
             pseudo = self._pseudo[src] = pseudo_header_sum(src, self.interface.ip, IpProto.TCP, 0)
         # A frame the device vouched for (offload) is not checksummed again.
@@ -692,9 +694,11 @@ class TcpLayer:
     # TCP fields are written, and the TCP checksum is one pass over the segment
     # (or, with the "csum" offload, the pseudo-header sum for the device to finish).
 
-    def _template(self, conn: NativeConnection, now: float) -> _Template | None:
+    def _template(self, remote: str, now: float) -> _Template | None:
+        """The header bytes every segment to ``remote`` starts with (ports aside):
+        one per remote address, shared by all its connections (an idle connection
+        holds none), rebuilt when ARP changes or its entry expires."""
         iface = self.interface
-        remote = conn.key[0]
         if remote == iface.ip or remote in self._broadcast:
             return None
         hop = iface.next_hop(remote)
@@ -707,29 +711,27 @@ class TcpLayer:
             socket.inet_aton(iface.ip), socket.inet_aton(remote),
         )  # fmt: skip
         ip_sum = sum(struct.unpack("!10H", ip_header))
-        prefix = (
-            mac_to_bytes(mac)
-            + mac_to_bytes(iface.mac)
-            + b"\x08\x00"
-            + ip_header
-            + _PORTS.pack(conn.key[2], conn.key[1])
-        )
+        prefix = mac_to_bytes(mac) + mac_to_bytes(iface.mac) + b"\x08\x00" + ip_header
         pseudo = pseudo_header_sum(iface.ip, remote, IpProto.TCP, 0)
         return (prefix, ip_sum, pseudo, iface.arp.generation, expires)
 
     def _transmit_conn(self, conn: NativeConnection, seg: Segment, now: float, mss: int) -> None:
         iface = self.interface
-        tx = conn.tx
+        remote, rport, lport = conn.key
+        tx = self._hops.get(remote)
         if tx is None or tx[3] != iface.arp.generation or now >= tx[4]:
-            tx = conn.tx = self._template(conn, now)
+            tx = self._template(remote, now)
             if tx is None:
-                remote, rport, lport = conn.key
                 self._transmit(remote, lport, rport, seg, now, mss)
                 return
+            if len(self._hops) >= MAX_TEMPLATES:
+                self._hops.clear()  # many peers come and go: rebuilt as they send again
+            self._hops[remote] = tx
         self.stats["segments_out"] += 1
         prefix, ip_sum, pseudo, _, _ = tx
         payload = seg.payload
         frame = bytearray(prefix)
+        frame += _PORTS.pack(lport, rport)
         seq, ack = seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF
         if (
             seg.mss is None
