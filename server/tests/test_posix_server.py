@@ -104,15 +104,20 @@ def test_each_connection_owned_by_one_pinned_shard_and_balanced(serve) -> None: 
             s.close()
 
 
+def _assert_owned_by_client_port(server, port: int, socks: list[socket.socket]) -> None:  # type: ignore[no-untyped-def]
+    """--lba port: each connection is held by shard (client port mod 2), says the kernel."""
+    owner_of = {o.remote: next(iter(o.pids)) for o in kernelview.established_on_port(port)}
+    for s in socks:
+        local_port = s.getsockname()[1]
+        assert owner_of[f"127.0.0.1:{local_port}"] == server.pids[local_port % 2]
+
+
 def test_port_balancing_maps_remote_port_mod_shards(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve("-c", "2", "--lba", "port", services=("echo",))
     port = server.ports["echo"]
     socks = _hold_connections(port, 60)
     try:
-        owner_of = {o.remote: next(iter(o.pids)) for o in kernelview.established_on_port(port)}
-        for s in socks:
-            local_port = s.getsockname()[1]
-            assert owner_of[f"127.0.0.1:{local_port}"] == server.pids[local_port % 2]
+        _assert_owned_by_client_port(server, port, socks)
     finally:
         for s in socks:
             s.close()
@@ -320,10 +325,7 @@ def test_batched_hand_off_keeps_port_affinity(serve) -> None:  # type: ignore[no
         for i, s in enumerate(socks):
             s.sendall(b"ping %d" % i)
             assert s.recv(100) == b"ping %d" % i
-        owner_of = {o.remote: next(iter(o.pids)) for o in kernelview.established_on_port(port)}
-        for s in socks:
-            local_port = s.getsockname()[1]
-            assert owner_of[f"127.0.0.1:{local_port}"] == server.pids[local_port % 2]
+        _assert_owned_by_client_port(server, port, socks)
     finally:
         for s in socks:
             s.close()

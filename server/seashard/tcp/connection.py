@@ -1097,19 +1097,7 @@ class Connection:
                         else:
                             self._rack_deadline = None
                     self._sack_dups = 0
-        # The window update (the SND.WL1/SND.WL2 rule), as _process_ack does it.
-        wl1 = self.snd_wl1
-        dw = (wl1 - seq) & SEQ_MASK
-        if dw >= _HALF or (not dw and (((self.snd_wl2 - ack) & SEQ_MASK) or _HALF) >= _HALF):
-            wnd = seg.window << self.snd_shift
-            self.snd_wnd = wnd
-            self.snd_wl1 = seq
-            self.snd_wl2 = ack
-            if wnd > self.max_snd_wnd:
-                self.max_snd_wnd = wnd
-            if wnd and self._persist_deadline is not None:
-                self._persist_deadline = None
-                self._persist_backoff = 0
+        self._window_update(seq, ack, seg.window << self.snd_shift)
         if plen:
             # _process_text for in-order data that fits, with no hole to fill:
             # _deliver and _ack_check, written out.
@@ -1355,19 +1343,24 @@ class Connection:
                     self._retransmit_first(now)
         elif sack and seg.sack_blocks and self.state in _SENDING:
             self._sack_ack(seg, 0, False, now)
-        # Window update (RFC 9293: SND.WL1/SND.WL2 rule), only for ACKs >= SND.UNA.
-        if seq_ge(ack, self.snd_una):
-            wl1 = self.snd_wl1
-            if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
-                self.snd_wnd = wnd
-                self.snd_wl1 = seq
-                self.snd_wl2 = ack
-                if wnd > self.max_snd_wnd:
-                    self.max_snd_wnd = wnd
-                if wnd and self._persist_deadline is not None:
-                    self._persist_deadline = None
-                    self._persist_backoff = 0
+        if seq_ge(ack, self.snd_una):  # only ACKs >= SND.UNA update the window
+            self._window_update(seq, ack, wnd)
         return self.state is not State.CLOSED
+
+    def _window_update(self, seq: int, ack: int, wnd: int) -> None:
+        """RFC 9293's SND.WL1/SND.WL2 rule: take the peer's (scaled) window ``wnd``
+        from a segment newer than the last one that set it.  Both paths call it."""
+        wl1 = self.snd_wl1
+        dw = (wl1 - seq) & SEQ_MASK  # seq_lt(wl1, seq) or equal, written out
+        if dw >= _HALF or (not dw and (((self.snd_wl2 - ack) & SEQ_MASK) or _HALF) >= _HALF):
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd and self._persist_deadline is not None:
+                self._persist_deadline = None
+                self._persist_backoff = 0
 
     def _ack_advance(self, ack: int, now: float) -> None:
         """SND.UNA moves to ``ack``: free acked data, sample RTT, congestion control,

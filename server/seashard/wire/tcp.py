@@ -11,7 +11,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
+from .checksum import internet_checksum, pseudo_header_sum
 from .errors import MalformedError
 
 _HEADER = struct.Struct("!HHIIBBHHH")
@@ -135,22 +135,20 @@ _TS_ONLY = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): the options of an established 
 _TS_VALUES = struct.Struct("!II")
 
 
-def parse_segment(
+def _header(
     data: bytes | memoryview,
     src_ip: str | bytes,
     dst_ip: str | bytes,
-    *,
-    verify: bool = True,
-    pseudo: int | None = None,
-) -> tuple[int, int, Segment]:
-    """Parse a segment from ``src_ip`` to ``dst_ip`` straight into a ``Segment``:
-    (source port, destination port, segment).  The checks and errors of
-    ``TcpPacket.parse``; unknown options are skipped.  ``pseudo``: the
-    pseudo-header sum of the two addresses with length 0, if the caller has it."""
+    verify: bool,
+    pseudo: int | None,
+) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """The fixed header's fields and the header length, checked (and the checksum
+    under the pseudo-header, if ``verify``): what both parsers start with.
+    ``pseudo``: the pseudo-header sum of the two addresses with length 0, if known."""
     n = len(data)
     if n < 20:
         raise MalformedError("truncated", f"tcp header of {n} bytes")
-    sport, dport, seq, ack, off, flags, window, _csum, _urg = _HEADER.unpack_from(data)
+    sport, dport, seq, ack, off, flags, window, csum, urgent = _HEADER.unpack_from(data)
     hlen = (off >> 4) * 4
     if hlen < 20:
         raise MalformedError("bad_header_length", f"data offset {hlen // 4}")
@@ -166,6 +164,25 @@ def parse_segment(
         total += pseudo + n
         if not total or total % 0xFFFF:
             raise MalformedError("bad_checksum", "tcp")
+    return sport, dport, seq, ack, flags, window, csum, urgent, hlen
+
+
+def parse_segment(
+    data: bytes | memoryview,
+    src_ip: str | bytes,
+    dst_ip: str | bytes,
+    *,
+    verify: bool = True,
+    pseudo: int | None = None,
+) -> tuple[int, int, Segment]:
+    """Parse a segment from ``src_ip`` to ``dst_ip`` straight into a ``Segment``:
+    (source port, destination port, segment).  The checks and errors of
+    ``TcpPacket.parse``; unknown options are skipped.  ``pseudo``: the
+    pseudo-header sum of the two addresses with length 0, if the caller has it."""
+    sport, dport, seq, ack, flags, window, _csum, _urg, hlen = _header(
+        data, src_ip, dst_ip, verify, pseudo
+    )
+    n = len(data)
     seg = Segment(seq, ack, _FLAG_VALUES[flags], window, bytes(data[hlen:]) if n > hlen else b"")
     if hlen > 20:
         if hlen == 32 and data[20:24] == _TS_ONLY:
@@ -292,21 +309,9 @@ class TcpPacket:
         cls, data: bytes, src_ip: str | bytes, dst_ip: str | bytes, *, verify: bool = True
     ) -> TcpPacket:
         """Parse a segment carried from ``src_ip`` to ``dst_ip`` (the pseudo-header)."""
-        n = len(data)
-        if n < 20:
-            raise MalformedError("truncated", f"tcp header of {n} bytes")
-        sport, dport, seq, ack, off, flags, window, csum, urgent = _HEADER.unpack_from(data)
-        hlen = (off >> 4) * 4
-        if hlen < 20:
-            raise MalformedError("bad_header_length", f"data offset {hlen // 4}")
-        if hlen > n:
-            raise MalformedError("truncated", f"data offset {hlen} > {n} bytes")
-        if (
-            verify
-            and ones_complement_sum(data, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, n))
-            != 0xFFFF
-        ):
-            raise MalformedError("bad_checksum", "tcp")
+        sport, dport, seq, ack, flags, window, csum, urgent, hlen = _header(
+            data, src_ip, dst_ip, verify, None
+        )
         seg = cls(sport, dport, seq, ack, TcpFlags(flags), window, bytes(data[hlen:]), urgent)
         seg.checksum = csum
         if hlen > 20:

@@ -173,28 +173,25 @@ def test_simultaneous_open():
 def test_simultaneous_open_final_ack_carries_a_dsack_of_the_duplicate_syn():
     """Linux: the SYN-ACK's SYN repeats the SYN already taken; it is ACKed at once
     with a D-SACK of it (tcp_data_queue, RFC 2883), without waiting for data."""
-    a = Connection.connect(100, 0.0, TcpConfig())
-    b = Connection.connect(9000, 0.0, TcpConfig())
-    syn_a, syn_b = only(a.segments_out()), only(b.segments_out())
-    a.on_segment(syn_b, 0.01)
-    b.on_segment(syn_a, 0.01)
-    sa_b = only(b.segments_out())
-    a.segments_out()
-    a.on_segment(sa_b, 0.02)
-    ack = only(a.segments_out())
+    a, ack = _simultaneous_open_final_ack(TcpConfig())
     assert ack.flags == A and ack.seq == 101 and ack.ack == 9001
     assert ack.sack_blocks == ((9000, 9001),) and a.stats.dsacks_sent == 1
     # Without SACK: the same immediate ACK, no blocks.
-    a = Connection.connect(100, 0.0, TcpConfig(sack=False))
-    b = Connection.connect(9000, 0.0, TcpConfig(sack=False))
+    a, ack = _simultaneous_open_final_ack(TcpConfig(sack=False))
+    assert ack.flags == A and ack.ack == 9001 and ack.sack_blocks == ()
+
+
+def _simultaneous_open_final_ack(cfg: TcpConfig) -> tuple[Connection, Segment]:
+    """Both ends connect at once; A takes B's SYN, then B's SYN-ACK: A and its answer."""
+    a = Connection.connect(100, 0.0, cfg)
+    b = Connection.connect(9000, 0.0, cfg)
     syn_a, syn_b = only(a.segments_out()), only(b.segments_out())
     a.on_segment(syn_b, 0.01)
     b.on_segment(syn_a, 0.01)
     sa_b = only(b.segments_out())
     a.segments_out()
     a.on_segment(sa_b, 0.02)
-    ack = only(a.segments_out())
-    assert ack.flags == A and ack.ack == 9001 and ack.sack_blocks == ()
+    return a, only(a.segments_out())
 
 
 def test_syn_retransmitted_with_backoff_then_gives_up():
