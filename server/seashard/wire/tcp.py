@@ -11,7 +11,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .checksum import internet_checksum, pseudo_header_sum
+from .checksum import Buffer, internet_checksum, pseudo_header_sum
 from .errors import MalformedError
 
 _HEADER = struct.Struct("!HHIIBBHHH")
@@ -41,7 +41,7 @@ class TcpOption(enum.IntEnum):
 
 
 # Exact lengths of the fixed-size options we understand.
-_FIXED_LEN = {
+_FIXED_LEN: dict[int, int] = {
     TcpOption.MSS: 4,
     TcpOption.WSCALE: 3,
     TcpOption.SACK_PERMITTED: 2,
@@ -91,7 +91,7 @@ def build_options(
     return bytes(out)
 
 
-def _parse_options(target: Segment | TcpPacket, opts: bytes) -> list[tuple[int, bytes]]:
+def _parse_options(target: Segment | TcpPacket, opts: Buffer) -> list[tuple[int, bytes]]:
     """Set ``target``'s option fields from ``opts``; returns the unknown options."""
     unknown: list[tuple[int, bytes]] = []
     i, n = 0, len(opts)
@@ -192,7 +192,7 @@ def parse_segment(
     return sport, dport, seg
 
 
-def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: bytes) -> int:
+def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: Buffer) -> int:
     """The checksum of ``segment`` (its checksum field zero) under the IPv4 pseudo-header."""
     return internet_checksum(segment, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment)))
 
