@@ -1665,7 +1665,9 @@ class Connection:
 
     # ------------------------------------------------------------ data receiving
 
-    def _process_text(self, seq: int, payload: bytes, fin: bool, now: float) -> None:
+    def _process_text(
+        self, seq: int, payload: bytes | bytearray | memoryview, fin: bool, now: float
+    ) -> None:
         """RFC 9293 3.10.7.4 seventh and eighth checks: segment text and FIN."""
         rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
         if rcv_wnd < 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
 
 from .errors import MalformedError
 
@@ -21,6 +20,7 @@ BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 
 _HEADER = struct.Struct("!6s6sH")
+HEADER_LEN = 14  # a module constant: a compiled (mypyc) class cannot carry one
 
 Mac = str | bytes
 
@@ -67,8 +67,6 @@ class EthernetFrame:
     src: str
     ethertype: int
     payload: bytes = b""
-
-    HEADER_LEN: ClassVar[int] = 14
 
     @classmethod
     def parse(cls, data: bytes) -> EthernetFrame:

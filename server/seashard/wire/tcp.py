@@ -219,7 +219,7 @@ class Segment:
     ack: int
     flags: TcpFlags
     window: int
-    payload: bytes = b""
+    payload: Buffer = b""  # a memoryview into a frame too: TCP copies what it keeps
     mss: int | None = None
     wscale: int | None = None
     sack_permitted: bool = False
