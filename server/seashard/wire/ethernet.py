@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .checksum import Buffer
 from .errors import MalformedError
 
 ETH_P_IPV4 = 0x0800
@@ -69,7 +70,7 @@ class EthernetFrame:
     payload: bytes = b""
 
     @classmethod
-    def parse(cls, data: bytes) -> EthernetFrame:
+    def parse(cls, data: Buffer) -> EthernetFrame:
         if len(data) < 14:
             raise MalformedError("truncated", f"ethernet frame of {len(data)} bytes")
         dst, src, ethertype = _HEADER.unpack_from(data)
