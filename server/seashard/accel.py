@@ -123,7 +123,7 @@ def install() -> None:
     """Decide once, at ``import seashard``, how the compiled modules load."""
     global _why_pure
     if not _built():
-        _why_pure = "not built (scripts/build_accel builds it)"
+        _why_pure = "not built; scripts/build_accel builds it"
     elif pure_requested():
         _why_pure = f"{PURE_ENV}=1"
     else:
@@ -151,7 +151,7 @@ def compiled_modules() -> list[str]:
 def describe() -> str:
     """One line for ``seashard --version`` and the admin endpoint."""
     if _why_pure is not None:
-        return f"pure Python ({_why_pure})"
+        return f"pure Python: {_why_pure}"
     return f"compiled (mypyc, {len(compiled_modules())} of {len(COMPILED)} modules)"
 
 

@@ -15,7 +15,8 @@ import json
 import os
 from typing import Any
 
-from seashard import httpd, net, smp
+import seashard
+from seashard import accel, httpd, net, smp
 
 DEFAULT_ADDRESS = "127.0.0.1"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -34,6 +35,7 @@ def shard_metrics() -> dict[str, Any]:
         "pid": os.getpid(),
         "cpus": sorted(os.sched_getaffinity(0)),
         "stack": net.stack().name,
+        "code": accel.mode(),  # compiled (mypyc) or pure Python
         # the shard process's own CPU time (user + system), for `lab top`'s cpu%
         "metrics": {**net.stack().metrics(), "cpu_seconds_total": round(sum(os.times()[:2]), 3)},
     }
@@ -54,6 +56,17 @@ def prometheus_text(shards: list[dict[str, Any]]) -> str:
         "# HELP seashard_shard_info A shard: its process and the CPUs it may run on.",
         "# TYPE seashard_shard_info gauge",
     ]
+    if any("code" in s for s in shards):
+        lines += [
+            "# HELP seashard_build_info The version, and the code a shard runs: compiled or pure.",
+            "# TYPE seashard_build_info gauge",
+        ]
+        lines += [
+            f'seashard_build_info{{shard="{s["shard"]}",version="{seashard.__version__}",'
+            f'code="{s["code"]}"}} 1'
+            for s in shards
+            if "code" in s
+        ]
     for s in shards:
         cpus = ",".join(map(str, s["cpus"]))
         lines.append(

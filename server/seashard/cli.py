@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from seashard import argtypes, net, smp
+import seashard
+from seashard import accel, argtypes, net, smp
 from seashard.net import LoadBalancing
 
 EXIT_USAGE = 2
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     from seashard.serve import SERVICES
 
     parser = _Parser(prog="seashard", description=__doc__)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"seashard {seashard.__version__}, {accel.describe()}",
+        help="the version, and whether the compiled accelerator runs",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run echo (1234), canned (1235), accept-logger (1236)")
