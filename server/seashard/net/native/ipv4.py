@@ -373,14 +373,18 @@ class Interface:
         self._ident = (ident + count) & 0xFFFF
         return ident
 
-    def send_frame(self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False) -> None:
+    def send_frame(
+        self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False
+    ) -> None:
         """A complete Ethernet + IPv4 frame to a resolved neighbour, built by the caller
         (TCP's per-connection header templates, with ``take_ident``); counted as
         ``send_ipv4`` counts what it sends."""
         self.counters["ipv4_sent"] += 1
         self._transmit(frame, gso_size, csum_partial)
 
-    def _transmit(self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False) -> None:
+    def _transmit(
+        self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False
+    ) -> None:
         if gso_size or csum_partial:
             ok = self._device_transmit(frame, gso_size, csum_partial)  # type: ignore[call-arg]
         else:
