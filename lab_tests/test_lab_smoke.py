@@ -38,6 +38,13 @@ def test_admin_metrics_answer_from_the_probe(lab, server):
 
 
 @pytest.mark.parametrize("server", SERVERS)
+def test_servers_run_the_compiled_accelerator(lab, server):
+    # the image compiles it in its builder stage (images/lab/Dockerfile, Debian's mypyc)
+    samples = lab.metrics(server).samples.get("seashard_build_info", [])
+    assert {int(lb["shard"]): lb["code"] for lb, _ in samples} == {0: "compiled", 1: "compiled"}
+
+
+@pytest.mark.parametrize("server", SERVERS)
 def test_addresses_are_the_static_ones(lab, server):
     base = lab.subnet.network_address
     expected = {"posix-server": base + 10, "native-server": base + 20}[server]
