@@ -71,11 +71,17 @@ def source_hash(module: str) -> str:
         return f"{zlib.crc32(f.read()):08x}"
 
 
-def write_manifest() -> str:
-    """Record the sources just compiled (the build script calls this); returns its path."""
+def manifest() -> str:
+    """What the build records of the sources it compiles (taken before it compiles them:
+    an edit during the build then reads as stale)."""
+    return "".join(f"{m} {source_hash(m)}\n" for m in COMPILED)
+
+
+def write_manifest(text: str) -> str:
+    """Record ``manifest()`` once the build is done (the build script); returns its path."""
     path = os.path.join(_PACKAGE_DIR, MANIFEST)
     with open(path, "w") as f:
-        f.write("".join(f"{m} {source_hash(m)}\n" for m in COMPILED))
+        f.write(text)
     return path
 
 
