@@ -1433,6 +1433,14 @@ class Connection:
             self._rtx_deadline = None  # RFC 6298 5.2
             self._tlp_deadline = None
             self._rack_deadline = None
+            # Nothing in flight: the equal sequence numbers share one int object
+            # (CPython makes one per computed value, 32 bytes each, held by every
+            # idle connection; compiled, they are unboxed and this costs nothing).
+            self.snd_max = self.snd_nxt = ack
+            if self._sbuf_seq == ack:
+                self._sbuf_seq = ack
+            if self._pushed_seq == ack:
+                self._pushed_seq = ack
         elif restart or self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
             self._arm_tlp(now)

@@ -102,6 +102,14 @@ class Rack:
                 self._delivered(s, now)
         if not segs:
             self.segs = ()  # everything delivered: let the deque's block go
+            # ... and the flight's RACK state: every later segment is sent after
+            # xmit_ts and ends above fack, so the first delivery of the next flight
+            # sets them as the old values would have.  Idle, a connection keeps
+            # min_rtt and reord_seen only (4 fewer objects each).
+            self.xmit_ts = None
+            self.end_seq = 0
+            self.rtt = 0.0
+            self.fack = None
         if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
             self.lost_to = None
 

@@ -38,6 +38,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -350,7 +351,8 @@ class TcpLayer:
         iss: int | None = None,
     ) -> None:
         local = listener.local_address  # one object for all its connections (memory)
-        remote = SocketAddress(src_ip, sport)
+        # One address string per peer, not one per connection (each segment's is new).
+        remote = SocketAddress(sys.intern(src_ip), sport)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
         tsoff = self.cookies.ts_offset((local.host, local.port), (remote.host, remote.port))
@@ -433,7 +435,7 @@ class TcpLayer:
             self,
             tcp,
             listener.local_address,
-            SocketAddress(*remote),
+            SocketAddress(sys.intern(remote[0]), remote[1]),
             on_established=listener.enqueue,
         )
         self._register(conn)
