@@ -1972,12 +1972,15 @@ class Connection:
             if n > mss:  # TSO: what RACK and the TLP see are the wire segments
                 last = seq_add(seq, (n - 1) // mss * mss)
                 if rack is not None and self.sack_ok:
-                    s = seq
-                    while s != last:
-                        nxt = seq_add(s, mss)
-                        rack.sent(s, nxt, now)
-                        s = nxt
-                    rack.sent(last, end, now)
+                    if not flags & _FIN:
+                        rack.sent(seq, end, now, mss)  # one entry for them (Rack.sent)
+                    else:
+                        s = seq
+                        while s != last:
+                            nxt = seq_add(s, mss)
+                            rack.sent(s, nxt, now)
+                            s = nxt
+                        rack.sent(last, end, now)
                 self._last_seg_start = last
             else:
                 if rack is not None and self.sack_ok and n:
