@@ -359,7 +359,6 @@ class Connection:
         "error",
         "gave_up",
         "stats",
-        "created",
         "_clock",
         "iss",
         "irs",
@@ -462,7 +461,6 @@ class Connection:
         self.error: TcpError | None = None
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
-        self.created = now
         self._clock = now  # the latest ``now`` the caller passed (for TSval)
         iss &= SEQ_MASK
         self.iss = iss

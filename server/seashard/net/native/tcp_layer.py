@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
+from seashard.net.native.accept import NativeAcceptResult
 from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
@@ -118,7 +119,7 @@ class NativeServerSocket:
             finally:
                 self._waiter = None
         conn = self.pending.popleft()
-        return AcceptResult(conn, conn.remote_address)
+        return NativeAcceptResult(conn)
 
     def abort_accept(self) -> None:
         if self.aborted:
