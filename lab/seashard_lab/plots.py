@@ -204,6 +204,7 @@ BENCH_LABELS = {
     "mb_s": "bulk MB/s",
     "echo_cpu": "cpu µs per echo",
     "canned_cpu": "cpu µs per connection",
+    "bulk_cpu": "cpu µs per MB (bulk)",
 }
 
 

@@ -355,7 +355,6 @@ class Connection:
         "error",
         "gave_up",
         "stats",
-        "created",
         "_clock",
         "iss",
         "irs",
@@ -458,7 +457,6 @@ class Connection:
         self.error: TcpError | None = None
         self.gave_up: GaveUp | None = None  # None: it did not close by giving up
         self.stats = TcpStats()
-        self.created = now
         self._clock = now  # the latest ``now`` the caller passed (for TSval)
         iss &= SEQ_MASK
         self.iss = iss
@@ -1429,6 +1427,14 @@ class Connection:
             self._rtx_deadline = None  # RFC 6298 5.2
             self._tlp_deadline = None
             self._rack_deadline = None
+            # Nothing in flight: the equal sequence numbers share one int object
+            # (CPython makes one per computed value, 32 bytes each, held by every
+            # idle connection; compiled, they are unboxed and this costs nothing).
+            self.snd_max = self.snd_nxt = ack
+            if self._sbuf_seq == ack:
+                self._sbuf_seq = ack
+            if self._pushed_seq == ack:
+                self._pushed_seq = ack
         elif restart or self._rtx_deadline is None:
             self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.3
             self._arm_tlp(now)
@@ -1962,12 +1968,15 @@ class Connection:
             if n > mss:  # TSO: what RACK and the TLP see are the wire segments
                 last = seq_add(seq, (n - 1) // mss * mss)
                 if rack is not None and self.sack_ok:
-                    s = seq
-                    while s != last:
-                        nxt = seq_add(s, mss)
-                        rack.sent(s, nxt, now)
-                        s = nxt
-                    rack.sent(last, end, now)
+                    if not flags & _FIN:
+                        rack.sent(seq, end, now, mss)  # one entry for them (Rack.sent)
+                    else:
+                        s = seq
+                        while s != last:
+                            nxt = seq_add(s, mss)
+                            rack.sent(s, nxt, now)
+                            s = nxt
+                        rack.sent(last, end, now)
                 self._last_seg_start = last
             else:
                 if rack is not None and self.sack_ok and n:

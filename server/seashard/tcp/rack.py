@@ -28,21 +28,38 @@ from __future__ import annotations
 from collections import deque
 
 from .sack import Scoreboard
-from .seq import seq_diff, seq_gt
+from .seq import seq_add, seq_diff, seq_gt
 
 __all__ = ["Rack"]
 
 
 class RackSegment:
-    __slots__ = ("delivered", "end", "lost", "rexmit", "start", "ts")
+    __slots__ = ("delivered", "end", "lost", "rexmit", "start", "step", "ts")
 
-    def __init__(self, start: int, end: int, ts: float) -> None:
+    def __init__(self, start: int, end: int, ts: float, step: int = 0) -> None:
         self.start = start
         self.end = end
         self.ts = ts
+        # > 0: a TSO frame, the wire segments of ``step`` bytes it is cut into held as
+        # one entry until something tells them apart (see Rack.sent)
+        self.step = step
         self.rexmit = False
         self.delivered = False
         self.lost = False  # a retransmission RACK found lost (originals: ``lost_to``)
+
+    def pieces(self) -> list[RackSegment]:
+        """The wire segments of a TSO frame (step bytes each, the last one the rest)."""
+        start, end, step, ts = self.start, self.end, self.step, self.ts
+        n = seq_diff(end, start)
+        last = seq_add(start, (n - 1) // step * step)
+        out = []
+        s = start
+        while s != last:
+            nxt = seq_add(s, step)
+            out.append(RackSegment(s, nxt, ts))
+            s = nxt
+        out.append(RackSegment(last, end, ts))
+        return out
 
 
 class Rack:
@@ -64,17 +81,41 @@ class Rack:
         self.segs = ()
         self.lost_to = None
 
-    def sent(self, start: int, end: int, now: float) -> None:
-        """An original transmission of [start, end)."""
+    def sent(self, start: int, end: int, now: float, step: int = 0) -> None:
+        """An original transmission of [start, end); ``step`` > 0: a TSO frame that
+        leaves as wire segments of ``step`` bytes (no FIN in it).
+
+        RACK judges wire segments, but a TSO frame's are sent at once and, until an
+        ACK ends inside the frame, a SACK arrives or part of it is sent again, are
+        delivered at once, lost at once and judged alike: one entry stands for them
+        (as one skb does in Linux), and is cut into them (``pieces``) when that
+        stops being true.  Bulk transfer pays once per frame, not per MSS."""
         segs = self.segs
         if not segs:
             segs = self.segs = deque()
-        segs.append(RackSegment(start, end, now))
+        segs.append(RackSegment(start, end, now, step))
+
+    def _split(self, segs: deque[RackSegment]) -> None:
+        """Cut every TSO entry into its wire segments."""
+        if any(s.step for s in segs):
+            whole: deque[RackSegment] = deque()
+            for s in segs:
+                if s.step:
+                    whole.extend(s.pieces())
+                else:
+                    whole.append(s)
+            segs.clear()
+            segs.extend(whole)
 
     def retransmitted(self, start: int, end: int, now: float, una: int) -> None:
         lo = seq_diff(start, una)
         hi = seq_diff(end, una)
-        for s in self.segs:
+        segs = self.segs
+        if not segs:
+            return
+        assert isinstance(segs, deque)
+        self._split(segs)
+        for s in segs:
             if seq_diff(s.start, una) >= hi:
                 break
             if seq_diff(s.end, una) > lo:
@@ -91,17 +132,33 @@ class Rack:
             return
         assert isinstance(segs, deque)
         if board:
+            self._split(segs)  # SACKed ranges tell a frame's wire segments apart
             for s in segs:
                 if seq_diff(s.start, una) >= 0 and not s.delivered:
                     end = board.sacked_at(s.start, una)
                     if end is not None and seq_diff(end, s.end) >= 0:
                         self._delivered(s, now)
-        while segs and seq_diff(segs[0].end, una) <= 0:
-            s = segs.popleft()
-            if not s.delivered:
-                self._delivered(s, now)
+        while segs:
+            s = segs[0]
+            if seq_diff(s.end, una) <= 0:
+                segs.popleft()
+                if not s.delivered:
+                    self._delivered(s, now)
+            elif s.step and seq_diff(una, s.start) > 0:
+                segs.popleft()  # the ACK ends inside a TSO frame: its wire segments
+                segs.extendleft(reversed(s.pieces()))
+            else:
+                break
         if not segs:
             self.segs = ()  # everything delivered: let the deque's block go
+            # ... and the flight's RACK state: every later segment is sent after
+            # xmit_ts and ends above fack, so the first delivery of the next flight
+            # sets them as the old values would have.  Idle, a connection keeps
+            # min_rtt and reord_seen only (4 fewer objects each).
+            self.xmit_ts = None
+            self.end_seq = 0
+            self.rtt = 0.0
+            self.fack = None
         if self.lost_to is not None and seq_diff(self.lost_to, una) <= 0:
             self.lost_to = None
 

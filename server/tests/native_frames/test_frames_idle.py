@@ -5,8 +5,11 @@ connection is measured by scripts/bench_scale, never asserted here.)"""
 
 from __future__ import annotations
 
-from frames_helpers import PEER_PORT, Bench, Peer, flags
+import gc
 
+from frames_helpers import PEER_IP, PEER_PORT, Bench, Peer, flags
+
+from seashard.net.api import SocketAddress
 from seashard.net.native.streams import NativeConnection
 
 
@@ -58,6 +61,24 @@ def test_native_connection_has_no_instance_dict(bench: Bench) -> None:
     # Accepted connections share their listener's local address object.
     listener = bench.layer.listeners[conn.local_address.port]
     assert conn.local_address is listener.local_address
+
+
+def test_connections_from_one_peer_hold_its_address_once(bench: Bench) -> None:
+    server = bench.listen()
+    results = []
+    for i in range(3):
+        bench.peer(sport=PEER_PORT + i).handshake()
+        accepting = bench.loop.spawn(server.accept())
+        results.append(accepting.value())
+    conns = [r.connection for r in results]
+    # one string for the peer's address, not one per connection (each frame brings its own)
+    assert len({id(c.key[0]) for c in conns}) == 1
+    for i, (result, conn) in enumerate(zip(results, conns, strict=True)):
+        # no remote address object until asked: the key says it all
+        held = gc.get_referents(conn) + gc.get_referents(result)
+        assert not [o for o in held if isinstance(o, SocketAddress) and o is not conn.local_address]
+        assert result.remote_address == conn.remote_address == SocketAddress(PEER_IP, PEER_PORT + i)
+        assert str(conn.remote_address) == f"{PEER_IP}:{PEER_PORT + i}"
 
 
 def test_segments_in_counts_what_the_connection_was_handed(bench: Bench) -> None:

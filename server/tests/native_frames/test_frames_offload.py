@@ -235,6 +235,35 @@ def test_device_counts_a_malformed_header_by_reason_and_drops_the_frame() -> Non
     assert dev.recv() == frame and dev.rx_csum_valid and dev.recv() is None
 
 
+def test_a_repeated_header_is_judged_as_the_first_one_for_every_frame() -> None:
+    # The receive path remembers the last valid header without GSO; what it accepts
+    # on that memory must be what a full check accepts, frame by frame.
+    rx = _VnetRx()
+    long, short = tcp_frame(), tcp_frame(b"")[:40]  # the partial checksum ends at 52
+
+    def read(hdr: bytes, frame: bytes) -> bytes | None:
+        rx._hdr[:] = hdr
+        rx._buf[: len(frame)] = frame
+        return rx._take(10 + len(frame))
+
+    partial = vnet.header_for(long, 0, True)  # NEEDS_CSUM at 34 + 16
+    valid = vnet.VnetHeader(flags=vnet.F_DATA_VALID).build()
+    hint = vnet.VnetHeader(hdr_len=54).build()  # asks for nothing: the checksum is ours to check
+    for _ in range(2):
+        assert read(partial, long) == long and rx.rx_csum_valid
+        assert read(partial, short) is None  # the same header, a frame too short for it
+        assert read(valid, short) == short and rx.rx_csum_valid
+        assert read(vnet.PLAIN, long) == long and not rx.rx_csum_valid
+        assert read(hint, long) == long and not rx.rx_csum_valid
+        assert read(hint, long) == long and not rx.rx_csum_valid
+    assert rx.vnet_drops == Counter(csum_beyond_frame=2)
+    # GSO headers are checked against every frame (is it IPv4 TCP?)
+    gso = vnet.header_for(long, MSS, True)
+    arp = bytes(Ether(dst=PEER_MAC, src=OUR_MAC, type=0x0806)) + bytes(60)
+    assert read(gso, long) == long and read(gso, arp) is None and read(gso, long) == long
+    assert rx.vnet_drops["gso_not_tcpv4"] == 1 and rx.stats["rx_gso_frames"] == 2
+
+
 def test_vnet_drops_reach_the_metrics_as_frames_dropped_and_the_offloads_label() -> None:
     stack = cast(NativeStack, object.__new__(NativeStack))
     stack.device = cast(Any, SimpleNamespace(vnet_drops=Counter(gso_size_zero=2)))

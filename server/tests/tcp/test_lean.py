@@ -286,7 +286,10 @@ def test_rack_lets_its_segment_list_go_when_everything_is_delivered() -> None:
     rack.on_ack(200, None, 0.01)
     assert len(rack.segs) == 1 and rack.rtt == pytest.approx(0.01)
     rack.on_ack(300, None, 0.02)
-    assert rack.segs == () and rack.end_seq == 300
+    assert rack.segs == ()
+    # the flight's RACK state goes with it; what outlives flights stays
+    assert rack.xmit_ts is None and rack.fack is None and (rack.end_seq, rack.rtt) == (0, 0.0)
+    assert rack.min_rtt == pytest.approx(0.01)
 
 
 def test_seq_space_is_unchanged_by_the_lean_layout() -> None:

@@ -60,6 +60,30 @@ def test_reorder_timer_retransmits_what_was_sent_before_the_sacked_segment():
     assert segs[1].seq in seen
 
 
+def test_a_flight_after_an_idle_period_is_judged_by_its_own_deliveries():
+    conn, peer = sack_conn(config(tlp=False))
+    send4(conn)
+    s = peer.seg(A)
+    s.ack = seq_add(ISS + 1, 4000)
+    conn.on_segment(s, 0.15)  # the whole first flight, RACK.rtt 50 ms: idle again
+    assert conn.all_sent_acked and conn.segments_out() == []
+    # The second flight: only its last segment arrives.  RACK follows that delivery
+    # (RACK.rtt 20 ms), not the first flight's; reo_wnd = min_RTT/4 as before.
+    conn.send(b"".join(bytes([69 + i]) * MSS for i in range(4)), 1.0)
+    segs = conn.segments_out()
+    s = peer.seg(A)
+    s.ack = seq_add(ISS + 1, 4000)
+    s.sack_blocks = ((seq_add(ISS + 1, 7000), seq_add(ISS + 1, 8000)),)
+    conn.on_segment(s, 1.02)
+    assert conn.segments_out() == []
+    when = conn.next_deadline()
+    assert when == pytest.approx(1.0 + 0.02 + 0.01 / 4 + 0.002)
+    conn.on_timer(when)
+    out = conn.segments_out()
+    assert out and out[0].seq == segs[0].seq and out[0].payload == segs[0].payload
+    assert conn.stats.timeouts == 0 and conn.stats.fast_retransmits == 1
+
+
 def test_reordered_segments_arriving_in_the_window_are_not_resent():
     conn, peer = sack_conn(config(tlp=False))
     send4(conn)

@@ -52,6 +52,7 @@ class Driver:
         self.batch = batch  # frames per wakeup, so one busy queue cannot starve other tasks
         self.batching = batching
         self.device_errors = 0
+        self.batches = 0  # wakeups that delivered frames: frames_received / batches per wakeup
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
         self._failed = False  # a device error: never read it again
@@ -92,6 +93,7 @@ class Driver:
         if frame is None:
             return 0
         now = self.loop.time()
+        self.batches += 1
         if batching is not None:
             batching.begin_batch()
         try:

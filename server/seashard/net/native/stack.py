@@ -252,6 +252,8 @@ class NativeStack:
             "device_offloads": {offloads_label(self.offloads): 1},
             "device_gso_frames_received": self._device_stat("rx_gso_frames"),
             "device_gso_frames_sent": self._device_stat("tx_gso_frames"),
+            # frames_received / device_batches: frames per wakeup (what batching amortizes)
+            "device_batches": self.driver.batches if self.driver is not None else 0,
             **self._limit_metrics(),
             **{k: v for k, v in counters.items() if k.startswith(("arp_", "icmp_", "ipv4_"))},
         }

@@ -33,7 +33,6 @@ class NativeConnection:
         "layer",
         "tcp",
         "local_address",
-        "remote_address",
         "key",
         "on_established",
         "app_closed",
@@ -57,7 +56,7 @@ class NativeConnection:
         self.layer = layer
         self.tcp = tcp
         self.local_address = local
-        self.remote_address = remote
+        # the remote address is the key's: made when asked (an idle connection holds none)
         self.key: FlowKey = (remote.host, remote.port, local.port)
         self.on_established = on_established
         self.app_closed = False  # the app is done reading: discard what still arrives
@@ -68,6 +67,11 @@ class NativeConnection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.segments_in = 0  # segments the layer handed to this connection (admin table)
+
+    @property
+    def remote_address(self) -> SocketAddress:
+        host, port, _ = self.key
+        return SocketAddress(host, port)
 
     # called by the layer after every event on this connection
 

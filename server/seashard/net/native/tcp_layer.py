@@ -38,6 +38,7 @@ import os
 import random
 import socket
 import struct
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
+from seashard.net.native.accept import NativeAcceptResult
 from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
@@ -117,7 +119,7 @@ class NativeServerSocket:
             finally:
                 self._waiter = None
         conn = self.pending.popleft()
-        return AcceptResult(conn, conn.remote_address)
+        return NativeAcceptResult(conn)
 
     def abort_accept(self) -> None:
         if self.aborted:
@@ -350,7 +352,8 @@ class TcpLayer:
         iss: int | None = None,
     ) -> None:
         local = listener.local_address  # one object for all its connections (memory)
-        remote = SocketAddress(src_ip, sport)
+        # One address string per peer, not one per connection (each segment's is new).
+        remote = SocketAddress(sys.intern(src_ip), sport)
         if iss is None:
             iss = self.isn.isn((local.host, local.port), (remote.host, remote.port), now)
         tsoff = self.cookies.ts_offset((local.host, local.port), (remote.host, remote.port))
@@ -433,7 +436,7 @@ class TcpLayer:
             self,
             tcp,
             listener.local_address,
-            SocketAddress(*remote),
+            SocketAddress(sys.intern(remote[0]), remote[1]),
             on_established=listener.enqueue,
         )
         self._register(conn)
