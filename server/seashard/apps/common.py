@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from seashard.net import AcceptResult, ServerSocket
@@ -13,6 +14,10 @@ Handler = Callable[[AcceptResult], Awaitable[None]]
 
 async def service_loop(listener: ServerSocket, handle: Handler) -> None:
     """Accept until the listener is aborted; errors stay with their connection."""
+    serve = getattr(listener, "serve", None)
+    if serve is not None:  # the stack starts each handler's task itself (posix: cheaper)
+        await serve(functools.partial(_guarded, handle))
+        return
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     while True:
