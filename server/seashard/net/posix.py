@@ -239,6 +239,7 @@ class PosixServerSocket:
         self._waiter: asyncio.Future[None] | None = None
         self._aborted = False
         self._handle: Handler | None = None  # serve()'s, while it serves
+        self._on_error: Callable[[AcceptResult, Exception], None] | None = None
         # serve()'s handlers still running, by connection (strong references: the loop
         # keeps only weak ones; keyed so a handler drops its own without current_task())
         self._tasks: dict[PosixConnection, asyncio.Task[None]] = {}
@@ -278,15 +279,18 @@ class PosixServerSocket:
             _finish_adoption(conn)
         return _PosixAcceptResult(conn)
 
-    async def serve(self, handle: Handler) -> None:
+    async def serve(
+        self, handle: Handler, on_error: Callable[[AcceptResult, Exception], None] | None = None
+    ) -> None:
         """``handle(res)`` in a task of its own for every connection, until abort_accept().
 
-        Then waits for the handlers still running. A handler's exception ends its own
-        task only (wrap ``handle`` to log it, as apps.common.service_loop does).
+        Then waits for the handlers still running. An Exception from a handler ends its
+        own task only: ``on_error(res, exc)`` is called with it (else the task keeps it).
         """
         if self._handle is not None:
             raise RuntimeError("this listener is already being served")
         self._handle = handle
+        self._on_error = on_error
         try:
             while self._ready:  # made before serving began
                 self._start(self._ready.popleft(), handle)
@@ -314,7 +318,13 @@ class PosixServerSocket:
                     self._stack._never_made(conn)
                     return
                 _finish_adoption(conn)
-            await handle(_PosixAcceptResult(conn))
+            res = _PosixAcceptResult(conn)
+            try:
+                await handle(res)
+            except Exception as exc:
+                if self._on_error is None:
+                    raise
+                self._on_error(res, exc)
         finally:
             self._tasks.pop(conn, None)
 
@@ -381,7 +391,7 @@ class _KernelListener:
         stack = self.stack
         me = stack.shard.id
         accept = self.sock._accept  # type: ignore[attr-defined]  # (fd, addr): no socket object
-        pick = self.balancer.pick
+        pick = self.balancer.pick if stack.shard.count > 1 else None  # one shard: no choice
         add_assigned = stack.counters.add_assigned
         slot, port = self.slot, self.port
         batches: dict[int, tuple[list[tuple[str, int]], list[int]]] = {}
@@ -400,7 +410,7 @@ class _KernelListener:
                     return
                 if self.backoff:
                     self._recovered()
-                target = pick(addr[1])
+                target = pick(addr[1]) if pick is not None else me
                 add_assigned(slot, target)
                 if target == me:
                     stack.handoff_received(port, slot, addr, fd)
