@@ -7,6 +7,7 @@ its fd. Messages are pickled; large ones are split into chunks.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import os
 import pickle
@@ -19,6 +20,7 @@ CHUNK = 60 * 1024  # stays under the default AF_UNIX datagram limit
 _MORE = b"M"
 _END = b"E"
 MAX_FDS = 64  # per message: the posix stack hands over a batch of accepted fds in one
+_ANCILLARY = socket.CMSG_LEN(MAX_FDS * array.array("i").itemsize)  # room for MAX_FDS fds
 
 Handler = Callable[[Any, list[int]], None]
 
@@ -55,18 +57,24 @@ class Channel:
         receiver has its own copies then) or if the link is gone.
         """
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
-        for chunk in chunks[:-1]:
-            self._outbox.append((_MORE + chunk, []))
-        self._outbox.append((_END + chunks[-1], list(fds or [])))
+        fds = list(fds) if fds else []
+        if len(data) <= CHUNK:  # nearly every message (a hand-off: one per accept batch)
+            self._outbox.append((_END + data, fds))
+        else:
+            chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+            for chunk in chunks[:-1]:
+                self._outbox.append((_MORE + chunk, []))
+            self._outbox.append((_END + chunks[-1], fds))
         self._flush()
 
     def _flush(self) -> None:
         while self._outbox:
             data, fds = self._outbox[0]
             try:
-                if fds:
-                    socket.send_fds(self._sock, [data], fds)
+                if fds:  # socket.send_fds, without its Python frame
+                    self._sock.sendmsg(
+                        [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                    )
                 else:
                     self._sock.send(data)
             except BlockingIOError:
@@ -90,9 +98,10 @@ class Channel:
         self._flush()
 
     def _read_ready(self) -> None:
+        recvmsg = self._sock.recvmsg
         while True:
-            try:
-                data, fds, flags, _ = socket.recv_fds(self._sock, CHUNK + 1, MAX_FDS)
+            try:  # socket.recv_fds, without its Python frame
+                data, ancillary, _, _ = recvmsg(CHUNK + 1, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -101,6 +110,10 @@ class Channel:
             if not data:  # peer shard went away
                 self._close_reader()
                 return
+            fds = _fds_in(ancillary) if ancillary else []
+            if data[:1] == _END and not self._partial:  # a whole message in one datagram
+                self._on_message(pickle.loads(memoryview(data)[1:]), fds)
+                continue
             self._partial.append(data[1:])
             self._partial_fds.extend(fds)
             if data[:1] == _MORE:
@@ -126,6 +139,15 @@ class Channel:
             _close_fds(pending)
         self._outbox.clear()
         self._sock.close()
+
+
+def _fds_in(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds an SCM_RIGHTS message carried (all of them, as socket.recv_fds gives them)."""
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return list(fds)
 
 
 def _close_fds(fds: list[int]) -> None:

@@ -336,3 +336,87 @@ def test_a_connection_the_loop_cannot_take_over_is_closed_and_counted(bare_fd: b
         listener.abort_accept()
 
     asyncio.run(body())
+
+
+def test_a_served_listener_runs_each_handler_in_its_own_task_until_aborted(run) -> None:  # type: ignore[no-untyped-def]
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        stack = _stack(loop)
+        listener = stack.listen(SocketAddress("127.0.0.1", 0))
+        port = listener.local_address.port
+        early = socket.create_connection(("127.0.0.1", port))  # made before serve() begins
+        await asyncio.sleep(0.05)
+        seen: list[tuple[SocketAddress, asyncio.Task[object] | None]] = []
+        release = asyncio.Event()
+
+        async def handle(res) -> None:  # type: ignore[no-untyped-def]
+            seen.append((res.remote_address, asyncio.current_task()))
+            await res.connection.output().write(b"hello")
+            await release.wait()  # every handler is still running when the listener goes
+            await res.connection.output().close()
+
+        served = loop.create_task(listener.serve(handle))
+        clients = [early] + [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for c in clients:
+            c.settimeout(5)
+            assert await loop.run_in_executor(None, c.recv, 5) == b"hello"
+        with pytest.raises(RuntimeError, match="being served"):
+            await listener.accept()
+        assert {a for a, _ in seen} == {SocketAddress(*c.getsockname()) for c in clients}
+        tasks = {t for _, t in seen}
+        assert len(tasks) == 6 and served not in tasks  # a task per connection, not the server's
+        listener.abort_accept()
+        await asyncio.sleep(0.05)
+        assert not served.done()  # serve() waits for the handlers still running
+        release.set()
+        await asyncio.wait_for(served, 5)
+        for c in clients:
+            assert c.recv(10) == b""  # each one closed by its handler
+            c.close()
+        assert not listener._tasks  # each finished task let go of itself
+
+    run(body)
+
+
+def test_a_served_handler_s_exception_goes_to_on_error_and_the_rest_go_on(run) -> None:  # type: ignore[no-untyped-def]
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        stack = _stack(loop)
+        listener = stack.listen(SocketAddress("127.0.0.1", 0))
+        port = listener.local_address.port
+        failed: list[tuple[object, Exception]] = []
+
+        async def handle(res) -> None:  # type: ignore[no-untyped-def]
+            data = await res.connection.input().read()
+            if data == b"boom":
+                raise ValueError("boom")
+            await res.connection.output().write(data)
+            await res.connection.output().close()
+
+        def on_error(res, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+            failed.append((res.remote_address, exc))
+            res.connection.abort()
+
+        served = loop.create_task(listener.serve(handle, on_error))
+        bad = socket.create_connection(("127.0.0.1", port))
+        bad.sendall(b"boom")
+        good = socket.create_connection(("127.0.0.1", port))
+        good.sendall(b"fine")
+        good.settimeout(5)
+        assert await loop.run_in_executor(None, good.recv, 10) == b"fine"
+        for _ in range(100):
+            if failed:
+                break
+            await asyncio.sleep(0.01)
+        ((where, exc),) = failed
+        assert where == SocketAddress(*bad.getsockname()) and str(exc) == "boom"
+        listener.abort_accept()
+        await asyncio.wait_for(served, 5)
+        for _ in range(100):  # the aborted one's connection_lost
+            if not stack.metrics()["connections_live"]:
+                break
+            await asyncio.sleep(0.01)
+        assert stack.metrics()["connections_live"] == 0
+        assert all(stack.counters.live(s, 0) == 0 for s in stack._slots.values())
+        bad.close()
+        good.close()
+
+    run(body)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from seashard import smp
-from seashard.channel import Channel, channel_pair
+from seashard.channel import CHUNK, MAX_FDS, Channel, channel_pair
 
 
 def whoami(tag: str) -> dict[str, object]:
@@ -126,6 +126,41 @@ def test_channel_passes_file_descriptors() -> None:
         assert right.recv(100) == b"through the fd"
         passed.close()
         right.close()
+        ca.close()
+        cb.close()
+
+    asyncio.run(main())
+
+
+def test_channel_passes_a_full_batch_of_fds_and_fds_with_a_chunked_message() -> None:
+    a, b = channel_pair()
+    received: list[tuple[object, list[int]]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        got = asyncio.Event()
+
+        def on_message(msg: object, fds: list[int]) -> None:
+            received.append((msg, fds))
+            if len(received) == 2:
+                got.set()
+
+        ca, cb = Channel(a, lambda m, f: None), Channel(b, on_message)
+        ca.start(loop)
+        cb.start(loop)
+        pairs = [socket.socketpair() for _ in range(MAX_FDS + 1)]
+        ca.send("batch", [p[0].detach() for p in pairs[:MAX_FDS]])
+        big = b"x" * (3 * CHUNK)  # split over several datagrams; the fd rides the last
+        ca.send(("big", big), [pairs[MAX_FDS][0].detach()])
+        await asyncio.wait_for(got.wait(), 5)
+        (msg1, fds1), (msg2, fds2) = received
+        assert msg1 == "batch" and len(fds1) == MAX_FDS
+        assert msg2 == ("big", big) and len(fds2) == 1
+        for fd, (_, right) in zip(fds1 + fds2, pairs, strict=True):
+            with socket.socket(fileno=fd) as passed:
+                passed.sendall(b"%d" % fd)  # each fd is its own connection, in order
+            assert right.recv(100) == b"%d" % fd
+            right.close()
         ca.close()
         cb.close()
 

@@ -13,6 +13,10 @@ Handler = Callable[[AcceptResult], Awaitable[None]]
 
 async def service_loop(listener: ServerSocket, handle: Handler) -> None:
     """Accept until the listener is aborted; errors stay with their connection."""
+    serve = getattr(listener, "serve", None)
+    if serve is not None:  # the stack starts each handler's task itself (posix: cheaper)
+        await serve(handle, _failed)
+        return
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     while True:
@@ -32,5 +36,9 @@ async def _guarded(handle: Handler, res: AcceptResult) -> None:
     try:
         await handle(res)
     except Exception as exc:  # one bad connection must not take the service down
-        log(f"Could not handle connection: {exc!r} (from {res.remote_address})")
-        res.connection.abort()
+        _failed(res, exc)
+
+
+def _failed(res: AcceptResult, exc: Exception) -> None:
+    log(f"Could not handle connection: {exc!r} (from {res.remote_address})")
+    res.connection.abort()

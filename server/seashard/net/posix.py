@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from seashard import channel, smp
@@ -39,6 +39,7 @@ from seashard.net.posix_streams import PosixConnection, StreamCounters
 from seashard.net.stacks import Prepared
 from seashard.shm import MAX_SLOTS
 
+Handler = Callable[[AcceptResult], Awaitable[None]]
 LISTEN_BACKLOG = 4096
 ACCEPT_BATCH = 64  # accepts per readiness event, so handing out does not starve the loop
 # One hand-off message carries every connection a readiness event accepted for a shard.
@@ -150,6 +151,9 @@ class _UvFd(int):
             os.close(self)
 
 
+_START = object()  # _Detached: the coroutine has not run yet
+
+
 class _Detached:
     """Drive a coroutine to its end from future callbacks, as a Task would, without one.
 
@@ -164,11 +168,18 @@ class _Detached:
     __slots__ = ("_coro", "_on_error")
 
     def __init__(
-        self, coro: Coroutine[Any, Any, Any], on_error: Callable[[BaseException], None]
+        self,
+        coro: Coroutine[Any, Any, Any],
+        on_error: Callable[[BaseException], None],
+        waited: Any = _START,
     ) -> None:
+        """Run ``coro`` now, or, with ``waited``, go on once what it last yielded is done."""
         self._coro = coro
         self._on_error = on_error
-        self._step()
+        if waited is _START:
+            self._step()
+        else:
+            self._wait(waited)
 
     def _step(self, _: object = None) -> None:
         try:
@@ -178,6 +189,9 @@ class _Detached:
         except BaseException as exc:  # noqa: BLE001 - handed on, as a Task would keep it
             self._on_error(exc)
             return
+        self._wait(waited)
+
+    def _wait(self, waited: Any) -> None:
         if waited is None:  # a bare yield (asyncio.sleep(0)): go on next iteration
             asyncio.get_running_loop().call_soon(self._step)
         else:
@@ -192,13 +206,31 @@ def _finish_adoption(conn: PosixConnection) -> None:
     ends it at once; were it not, it goes on from the waiter's callback.
     """
     coro = conn._adopting
-    if coro is not None:
-        conn._adopting = None
-        _Detached(coro, lambda exc: smp.log(f"taking over a connection: {exc!r}"))
+    if coro is None:
+        return
+    conn._adopting = None
+    try:  # the common case, without a driver object
+        waited = coro.send(None)
+    except StopIteration:
+        return
+    except BaseException as exc:  # noqa: BLE001 - this connection only
+        _adoption_failed(exc)
+        return
+    _Detached(coro, _adoption_failed, waited)  # not done yet after all: wait for it
+
+
+def _adoption_failed(exc: BaseException) -> None:
+    smp.log(f"taking over a connection: {exc!r}")
 
 
 class PosixServerSocket:
-    """This shard's side of a listener: the connections the balancer gave it."""
+    """This shard's side of a listener: the connections the balancer gave it.
+
+    Two ways to take them: ``accept()``, one at a time, or ``serve(handle)``, which
+    starts ``handle`` in a task of its own for each connection as soon as it is made
+    (what an accept loop that spawns a task per connection does, without waking that
+    loop's task, a future and a loop iteration per connection: issue 11).
+    """
 
     def __init__(self, stack: PosixStack, address: SocketAddress) -> None:
         self._stack = stack
@@ -206,6 +238,15 @@ class PosixServerSocket:
         self._ready: deque[PosixConnection] = deque()  # made, not yet accepted
         self._waiter: asyncio.Future[None] | None = None
         self._aborted = False
+        self._handle: Handler | None = None  # serve()'s, while it serves
+        self._on_error: Callable[[AcceptResult, Exception], None] | None = None
+        # serve()'s handlers still running, by connection (strong references: the loop
+        # keeps only weak ones; keyed so a handler drops its own without current_task())
+        self._tasks: dict[PosixConnection, asyncio.Task[None]] = {}
+
+    @property
+    def serving(self) -> bool:
+        return self._handle is not None
 
     def _made(self, conn: PosixConnection) -> None:
         """The connection's transport is up (its ``connection_made``): accept() may return it."""
@@ -213,12 +254,17 @@ class PosixServerSocket:
             _finish_adoption(conn)
             conn.abort()
             return
+        if self._handle is not None:
+            self._start(conn, self._handle)
+            return
         self._ready.append(conn)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def accept(self) -> AcceptResult:
+        if self._handle is not None:
+            raise RuntimeError("this listener is being served: accept() would take nothing")
         while not self._ready:
             if self._aborted:
                 port = self.local_address.port
@@ -232,6 +278,55 @@ class PosixServerSocket:
         if conn._adopting is not None:
             _finish_adoption(conn)
         return _PosixAcceptResult(conn)
+
+    async def serve(
+        self, handle: Handler, on_error: Callable[[AcceptResult, Exception], None] | None = None
+    ) -> None:
+        """``handle(res)`` in a task of its own for every connection, until abort_accept().
+
+        Then waits for the handlers still running. An Exception from a handler ends its
+        own task only: ``on_error(res, exc)`` is called with it (else the task keeps it).
+        """
+        if self._handle is not None:
+            raise RuntimeError("this listener is already being served")
+        self._handle = handle
+        self._on_error = on_error
+        try:
+            while self._ready:  # made before serving began
+                self._start(self._ready.popleft(), handle)
+            while not self._aborted:
+                self._waiter = self._stack.loop.create_future()
+                try:
+                    await self._waiter  # only abort_accept() sets it
+                finally:
+                    self._waiter = None
+        finally:
+            self._handle = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _start(self, conn: PosixConnection, handle: Handler) -> None:
+        self._tasks[conn] = self._stack.loop.create_task(self._run(conn, handle))
+
+    async def _run(self, conn: PosixConnection, handle: Handler) -> None:
+        try:
+            if conn._adopting is not None:
+                # uvloop: started right after the transport was made, so this first step
+                # comes after connection_made (scheduled before it) and its waiter.
+                if conn._transport is None:  # closed before it was made: nothing to serve
+                    _finish_adoption(conn)
+                    self._stack._never_made(conn)
+                    return
+                _finish_adoption(conn)
+            res = _PosixAcceptResult(conn)
+            try:
+                await handle(res)
+            except Exception as exc:
+                if self._on_error is None:
+                    raise
+                self._on_error(res, exc)
+        finally:
+            self._tasks.pop(conn, None)
 
     def abort_accept(self) -> None:
         if self._aborted:
@@ -296,7 +391,7 @@ class _KernelListener:
         stack = self.stack
         me = stack.shard.id
         accept = self.sock._accept  # type: ignore[attr-defined]  # (fd, addr): no socket object
-        pick = self.balancer.pick
+        pick = self.balancer.pick if stack.shard.count > 1 else None  # one shard: no choice
         add_assigned = stack.counters.add_assigned
         slot, port = self.slot, self.port
         batches: dict[int, tuple[list[tuple[str, int]], list[int]]] = {}
@@ -315,7 +410,7 @@ class _KernelListener:
                     return
                 if self.backoff:
                     self._recovered()
-                target = pick(addr[1])
+                target = pick(addr[1]) if pick is not None else me
                 add_assigned(slot, target)
                 if target == me:
                     stack.handoff_received(port, slot, addr, fd)
@@ -455,20 +550,23 @@ class PosixStack:
         self._adopt(fd, addr, slot, server)
 
     def _adopt(self, fd: int, addr: tuple[str, int], slot: int, server: PosixServerSocket) -> None:
-        """Make the transport now; ``server`` gets the connection at its connection_made."""
-        sock: _UvFd | socket.socket
-        if self._uvloop:
-            sock = _UvFd(fd)
-        else:  # the stdlib's transports want a real socket
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        """Make the transport now; ``server`` gets the connection at its connection_made.
+
+        On uvloop, a listener being served starts the handler's task at once instead:
+        its first step runs after connection_made, which the transport scheduled first.
+        """
+        uv = self._uvloop
+        start_now = uv and server._handle is not None
+        # the stdlib's transports want a real socket
+        sock = _UvFd(fd) if uv else socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
         conn = PosixConnection(
             self.streams,
             self._connection_lost,
             slot,
             loop=self.loop,
             remote=addr,
-            on_made=server._made,
-            nodelay=not self._uvloop,
+            on_made=None if start_now else server._made,
+            nodelay=not uv,
         )
         self._connections.add(conn)
         self.connections_total += 1
@@ -488,6 +586,8 @@ class PosixStack:
             self._adopt_failed(conn, sock, slot, exc)
             return
         conn._adopting = coro
+        if start_now:
+            server._start(conn, server._handle)  # type: ignore[arg-type]
 
     def _adopt_failed(
         self, conn: PosixConnection, sock: _UvFd | socket.socket, slot: int, exc: BaseException
@@ -509,6 +609,12 @@ class PosixStack:
         self._connections.add(conn)
         self.connections_total += 1
         return conn
+
+    def _never_made(self, conn: PosixConnection) -> None:
+        """The loop closed the transport before connection_made: no connection_lost will come."""
+        self._connections.discard(conn)
+        if conn.slot is not None:
+            self.counters.add_closed(conn.slot, self.shard.id)
 
     def _connection_lost(self, conn: PosixConnection) -> None:
         self._connections.discard(conn)
