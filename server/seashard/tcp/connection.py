@@ -121,6 +121,7 @@ from typing import Any
 from . import cc as cc_registry
 from .buffers import RecvBuffer, SendBuffer
 from .congestion import NewReno
+from .errors import TcpStateError
 from .listener import rst_for
 from .profile import AUTO, LINUX, PROFILES
 from .rack import Rack
@@ -226,11 +227,6 @@ def linux_wscale(space: int) -> int:
     """Linux's tcp_select_initial_window: the smallest shift that fits ``space``
     (the receive buffer) in the 16-bit window field, at most 14."""
     return min(MAX_WSCALE, max(0, space.bit_length() - 16))
-
-
-class TcpStateError(RuntimeError):
-    """The application asked for something the connection's state forbids
-    (``send`` after ``close``, or on a reset/closed connection)."""
 
 
 @dataclass
@@ -1669,7 +1665,9 @@ class Connection:
 
     # ------------------------------------------------------------ data receiving
 
-    def _process_text(self, seq: int, payload: bytes, fin: bool, now: float) -> None:
+    def _process_text(
+        self, seq: int, payload: bytes | bytearray | memoryview, fin: bool, now: float
+    ) -> None:
         """RFC 9293 3.10.7.4 seventh and eighth checks: segment text and FIN."""
         rcv_wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
         if rcv_wnd < 0:
@@ -2157,7 +2155,7 @@ class Connection:
         if seg.wscale is not None and cfg.wscale is not None:
             self.wscale_ok = True
             self.snd_shift = min(seg.wscale, MAX_WSCALE)
-            self.rcv_shift = self._offered_wscale()
+            self.rcv_shift = self._offered_wscale() or 0  # not None: cfg.wscale is set
         else:
             self.wscale_ok = False
             self.snd_shift = 0

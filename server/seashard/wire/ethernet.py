@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
 
+from .checksum import Buffer
 from .errors import MalformedError
 
 ETH_P_IPV4 = 0x0800
@@ -21,6 +21,7 @@ BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 
 _HEADER = struct.Struct("!6s6sH")
+HEADER_LEN = 14  # a module constant: a compiled (mypyc) class cannot carry one
 
 Mac = str | bytes
 
@@ -68,10 +69,8 @@ class EthernetFrame:
     ethertype: int
     payload: bytes = b""
 
-    HEADER_LEN: ClassVar[int] = 14
-
     @classmethod
-    def parse(cls, data: bytes) -> EthernetFrame:
+    def parse(cls, data: Buffer) -> EthernetFrame:
         if len(data) < 14:
             raise MalformedError("truncated", f"ethernet frame of {len(data)} bytes")
         dst, src, ethertype = _HEADER.unpack_from(data)

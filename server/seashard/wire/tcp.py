@@ -7,41 +7,21 @@ kinds are skipped by their length and kept in ``unknown_options``.
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 
-from .checksum import internet_checksum, pseudo_header_sum
+from .checksum import Buffer, internet_checksum, pseudo_header_sum
 from .errors import MalformedError
+from .numbers import TcpFlags as TcpFlags  # re-exported: their home before mypyc
+from .numbers import TcpOption as TcpOption
 
 _HEADER = struct.Struct("!HHIIBBHHH")
 _PROTO_TCP = 6
 MAX_OPTIONS_LEN = 40
 
 
-class TcpFlags(enum.IntFlag):
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
-
-
-class TcpOption(enum.IntEnum):
-    EOL = 0
-    NOP = 1
-    MSS = 2
-    WSCALE = 3
-    SACK_PERMITTED = 4
-    SACK = 5
-    TIMESTAMPS = 8
-
-
 # Exact lengths of the fixed-size options we understand.
-_FIXED_LEN = {
+_FIXED_LEN: dict[int, int] = {
     TcpOption.MSS: 4,
     TcpOption.WSCALE: 3,
     TcpOption.SACK_PERMITTED: 2,
@@ -91,7 +71,7 @@ def build_options(
     return bytes(out)
 
 
-def _parse_options(target: Segment | TcpPacket, opts: bytes) -> list[tuple[int, bytes]]:
+def _parse_options(target: Segment | TcpPacket, opts: Buffer) -> list[tuple[int, bytes]]:
     """Set ``target``'s option fields from ``opts``; returns the unknown options."""
     unknown: list[tuple[int, bytes]] = []
     i, n = 0, len(opts)
@@ -118,7 +98,8 @@ def _parse_options(target: Segment | TcpPacket, opts: bytes) -> list[tuple[int, 
         elif kind == TcpOption.SACK_PERMITTED:
             target.sack_permitted = True
         elif kind == TcpOption.TIMESTAMPS:
-            target.timestamps = struct.unpack("!II", body)
+            tsval, tsecr = struct.unpack("!II", body)  # a pair, as mypy 1.0 types it
+            target.timestamps = (tsval, tsecr)
         elif kind == TcpOption.SACK:
             if (length - 2) % 8 or length == 2:
                 raise MalformedError("bad_option", f"sack length {length}")
@@ -136,7 +117,7 @@ _TS_VALUES = struct.Struct("!II")
 
 
 def _header(
-    data: bytes | memoryview,
+    data: Buffer,
     src_ip: str | bytes,
     dst_ip: str | bytes,
     verify: bool,
@@ -168,7 +149,7 @@ def _header(
 
 
 def parse_segment(
-    data: bytes | memoryview,
+    data: Buffer,
     src_ip: str | bytes,
     dst_ip: str | bytes,
     *,
@@ -186,13 +167,14 @@ def parse_segment(
     seg = Segment(seq, ack, _FLAG_VALUES[flags], window, bytes(data[hlen:]) if n > hlen else b"")
     if hlen > 20:
         if hlen == 32 and data[20:24] == _TS_ONLY:
-            seg.timestamps = _TS_VALUES.unpack_from(data, 24)
+            tsval, tsecr = _TS_VALUES.unpack_from(data, 24)
+            seg.timestamps = (tsval, tsecr)
         else:
             _parse_options(seg, data[20:hlen])
     return sport, dport, seg
 
 
-def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: bytes) -> int:
+def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: Buffer) -> int:
     """The checksum of ``segment`` (its checksum field zero) under the IPv4 pseudo-header."""
     return internet_checksum(segment, pseudo_header_sum(src_ip, dst_ip, _PROTO_TCP, len(segment)))
 
@@ -219,7 +201,7 @@ class Segment:
     ack: int
     flags: TcpFlags
     window: int
-    payload: bytes = b""
+    payload: Buffer = b""  # a memoryview into a frame too: TCP copies what it keeps
     mss: int | None = None
     wscale: int | None = None
     sack_permitted: bool = False
@@ -306,7 +288,7 @@ class TcpPacket:
 
     @classmethod
     def parse(
-        cls, data: bytes, src_ip: str | bytes, dst_ip: str | bytes, *, verify: bool = True
+        cls, data: Buffer, src_ip: str | bytes, dst_ip: str | bytes, *, verify: bool = True
     ) -> TcpPacket:
         """Parse a segment carried from ``src_ip`` to ``dst_ip`` (the pseudo-header)."""
         sport, dport, seq, ack, flags, window, csum, urgent, hlen = _header(
@@ -318,7 +300,7 @@ class TcpPacket:
             seg._parse_options(data[20:hlen])
         return seg
 
-    def _parse_options(self, opts: bytes) -> None:
+    def _parse_options(self, opts: Buffer) -> None:
         unknown = _parse_options(self, opts)
         if unknown:
             self.unknown_options = tuple(unknown)

@@ -22,7 +22,7 @@ from seashard.wire.ethernet import (
     mac_to_str,
 )
 
-Transmit = Callable[[bytes], object]
+Transmit = Callable[[bytes | bytearray], object]  # TCP sends the bytearray it built
 LearnHook = Callable[[str, str], None]
 WakeupHook = Callable[[float], None]
 

@@ -266,7 +266,7 @@ class Interface:
             try:
                 if self.tcp_segment is not None:
                     self.tcp_segment(ip.src, ip.payload, now)
-                else:
+                elif self.tcp_handler is not None:  # one of the two is set (checked above)
                     self.tcp_handler(ip, ip.payload, now)
             except MalformedError as exc:
                 return f"tcp_{exc.reason}"
@@ -373,14 +373,14 @@ class Interface:
         self._ident = (ident + count) & 0xFFFF
         return ident
 
-    def send_frame(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> None:
+    def send_frame(self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False) -> None:
         """A complete Ethernet + IPv4 frame to a resolved neighbour, built by the caller
         (TCP's per-connection header templates, with ``take_ident``); counted as
         ``send_ipv4`` counts what it sends."""
         self.counters["ipv4_sent"] += 1
         self._transmit(frame, gso_size, csum_partial)
 
-    def _transmit(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> None:
+    def _transmit(self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False) -> None:
         if gso_size or csum_partial:
             ok = self._device_transmit(frame, gso_size, csum_partial)  # type: ignore[call-arg]
         else:

@@ -159,7 +159,7 @@ class NativeConnection:
 
     # output_stream
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         layer = self.layer
