@@ -93,14 +93,6 @@ class VnetHeader:
             raise MalformedError("truncated", f"vnet header of {len(data)} bytes")
         return cls(*_HDR.unpack_from(data))
 
-    def shortest_frame(self) -> int:
-        """For a header that asks for no GSO and passed :meth:`validate`: the shortest
-        frame it is valid for (nothing else in it depends on the frame)."""
-        need = self.hdr_len
-        if self.flags & F_NEEDS_CSUM:
-            need = max(need, self.csum_start + self.csum_offset + 2)
-        return need
-
     def validate(self, frame: bytes | bytearray | memoryview) -> None:
         """Raise MalformedError unless this header makes sense for ``frame`` (the
         Ethernet frame after it) and for a stack that speaks IPv4 TCP only."""

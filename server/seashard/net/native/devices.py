@@ -68,7 +68,6 @@ ETH_P_ALL = 0x0003
 
 _MAX_FRAME = 65536 + 64  # a GSO super-frame from a veth peer can exceed the MTU
 _AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
-_CHECKED_MAX = 64  # received vnet headers remembered as checked (_VnetRx._checked)
 
 CSUM, TSO4, GRO = "csum", "tso4", "gro"
 ALL_OFFLOADS = frozenset((CSUM, TSO4, GRO))
@@ -89,10 +88,6 @@ class _VnetRx:
         self._bufs = [self._hdr, self._buf]
         self.vnet_drops: Counter[str] = Counter()  # received headers that made no sense
         self.stats: Counter[str] = Counter()
-        # Headers without GSO that passed the check, with the shortest frame each is valid
-        # for and its csum_ok: the kernel sends the same few over and over (DATA_VALID, or
-        # NEEDS_CSUM at the same offsets), so most frames skip the parse and the check.
-        self._checked: dict[bytes, tuple[int, bool]] = {}
 
     def _take(self, n: int) -> bytes | None:
         """The frame of ``n`` bytes just read after the header, or None if dropped."""
@@ -101,13 +96,9 @@ class _VnetRx:
             self.vnet_drops["truncated"] += 1
             return None
         frame = bytes(memoryview(self._buf)[:size])
-        hdr = bytes(self._hdr)
+        hdr = self._hdr
         if hdr == vnet.PLAIN:
             self.rx_csum_valid = False
-            return frame
-        checked = self._checked.get(hdr)
-        if checked is not None and size >= checked[0]:
-            self.rx_csum_valid = checked[1]
             return frame
         try:
             h = vnet.VnetHeader.parse(hdr)
@@ -118,10 +109,6 @@ class _VnetRx:
         self.rx_csum_valid = h.csum_ok
         if h.gso_type:
             self.stats["rx_gso_frames"] += 1
-        else:
-            if len(self._checked) >= _CHECKED_MAX:
-                self._checked.clear()  # a peer cycling through headers: start over
-            self._checked[hdr] = (h.shortest_frame(), h.csum_ok)
         return frame
 
     rx_csum_valid = False
