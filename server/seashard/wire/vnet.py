@@ -152,6 +152,12 @@ def _tcp4_offset(frame: bytes | bytearray | memoryview) -> int | None:
     return _ETH_LEN + ihl
 
 
+# header_for's answers for the usual frame (IPv4 without options, TCP): by (the TCP data
+# offset byte, gso_size).  A stack sends a handful of header lengths and one MSS per peer.
+_TX_HEADERS: dict[tuple[int, int], bytes] = {}
+_TX_HEADERS_MAX = 256
+
+
 def header_for(frame: bytes | bytearray | memoryview, gso_size: int, csum_partial: bool) -> bytes:
     """The header to send ``frame`` (an IPv4 TCP frame when either is asked for) with:
     ``csum_partial``: the TCP checksum field holds the pseudo-header sum, the kernel
@@ -159,6 +165,18 @@ def header_for(frame: bytes | bytearray | memoryview, gso_size: int, csum_partia
     that size (GSO always comes with a partial checksum)."""
     if not gso_size and not csum_partial:
         return PLAIN
+    if len(frame) >= _ETH_LEN + 40 and frame[12:15] == b"\x08\x00\x45" and frame[23] == 6:
+        key = (frame[46], gso_size)
+        hdr = _TX_HEADERS.get(key)
+        if hdr is None:
+            if len(_TX_HEADERS) >= _TX_HEADERS_MAX:
+                _TX_HEADERS.clear()
+            hdr = _TX_HEADERS[key] = _tcp4_header(frame, gso_size)
+        return hdr
+    return _tcp4_header(frame, gso_size)
+
+
+def _tcp4_header(frame: bytes | bytearray | memoryview, gso_size: int) -> bytes:
     l4 = _tcp4_offset(frame)
     if l4 is None:
         raise ValueError("offloads are for IPv4 TCP frames")

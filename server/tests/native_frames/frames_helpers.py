@@ -158,8 +158,12 @@ class Bench:
         return self.take_tcp()
 
     def next_timer(self) -> tuple[float, list[TCP]]:
-        """Run to the next timer; returns its time and the TCP segments sent then."""
-        when = self.loop.next_deadline()
+        """Run to the TCP layer's next deadline (or the loop's next timer when it has
+        none); returns its time and the TCP segments sent then.  The layer's loop timer
+        may fire earlier with nothing due: it is not moved later (LoopTimer.update)."""
+        when = self.layer.next_deadline()
+        if when is None:
+            when = self.loop.next_deadline()
         assert when is not None, "no timer armed"
         self.loop.run_until(when)
         return when, self.take_tcp()

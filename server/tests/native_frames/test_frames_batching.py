@@ -162,3 +162,31 @@ def test_idle_connections_hold_no_timer(n: int) -> None:
     assert all(c.tcp.next_deadline() is None for _, c in pairs)
     assert bench.loop.next_deadline() is None
     assert bench.layer.next_deadline() is None and bench.layer._timers == []
+
+
+def test_a_later_deadline_leaves_the_loop_timer_to_fire_early_and_re_arm() -> None:
+    """Each ACK restarts the RTO, later: the loop timer is not moved on every one of
+    them; it fires at the old time, sends nothing, and is set for the new deadline."""
+    bench = Bench(TcpConfig(mss=1460))
+    try:
+        peer, conn = bench.established()
+        una = conn.tcp.snd_nxt
+        for data in (b"one", b"two"):
+            conn.tcp.send(data, bench.now())
+            bench.layer.kick(conn)
+            peer.see(bench.take_tcp())
+            bench.advance(0.02)
+        first = bench.loop.next_deadline()
+        assert first is not None and first == bench.layer.next_deadline()
+        peer.send("A", ack=una + 3)  # "one" ACKed, "two" still in flight: the RTO restarts
+        later = bench.layer.next_deadline()
+        assert later is not None and later > first
+        assert bench.loop.next_deadline() == first  # not re-armed for the later deadline
+        bench.loop.run_until(first)
+        assert bench.take_tcp() == [] and conn.tcp.stats.retransmits == 0
+        assert bench.loop.next_deadline() == later  # re-armed by the early firing
+        bench.loop.run_until(later)
+        (rto,) = bench.take_tcp()
+        assert data_of(rto) == b"two" and conn.tcp.stats.retransmits == 1
+    finally:
+        bench.close()

@@ -208,6 +208,26 @@ def test_random_vnet_headers_never_raise_anything_but_malformed() -> None:
         assert hdr.gso in (vnet.GSO_NONE, vnet.GSO_TCPV4)
 
 
+def test_transmit_headers_from_the_cache_are_the_computed_ones() -> None:
+    # header_for remembers its answer per (TCP data offset, gso_size) for IPv4 frames
+    # without options; every frame shape must still get the header computed for it.
+    plain_ip = tcp_frame()
+    with_ip_options = bytes(
+        Ether(dst=PEER_MAC, src=OUR_MAC)
+        / IP(src=OUR_IP, dst=PEER_IP, options=b"\x01\x01\x01\x00")
+        / TCP(sport=1, dport=2)
+        / (b"z" * 100)
+    )
+    no_tcp_options = bytes(Ether() / IP(src=OUR_IP, dst=PEER_IP) / TCP() / (b"q" * 10))
+    for _ in range(2):  # the second round answers from the cache
+        for frame in (plain_ip, with_ip_options, no_tcp_options):
+            for gso, partial in ((0, True), (MSS, True), (536, True), (0, False)):
+                want = vnet.PLAIN if not gso and not partial else vnet._tcp4_header(frame, gso)
+                assert vnet.header_for(frame, gso, partial) == want
+    h = vnet.VnetHeader.parse(vnet.header_for(with_ip_options, 0, True))
+    assert h.csum_start == 14 + 24 and h.hdr_len == 14 + 24 + 20
+
+
 def test_device_counts_a_malformed_header_by_reason_and_drops_the_frame() -> None:
     # The receive path TapDevice and PacketDevice share (header buffer, frame buffer).
     rx = _VnetRx()

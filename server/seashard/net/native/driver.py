@@ -174,9 +174,16 @@ class LoopTimer:
         self._handle: asyncio.TimerHandle | None = None
 
     def update(self) -> None:
-        """Re-arm at ``next_deadline()`` (after anything that may have moved it)."""
+        """Re-arm at ``next_deadline()`` (after anything that may have moved it), unless
+        that is later than what the loop timer is set for.
+
+        A later deadline leaves the timer alone: it fires early, ``poll`` finds nothing due
+        and re-arms then.  Under load the earliest deadline (an RTO restarted by every ACK)
+        moves later on every loop iteration; re-arming each time cost a cancel and a
+        ``call_at`` per iteration, the early wakeup costs one per RTO.  No deadline at all
+        cancels it: an idle shard holds no timer."""
         when = self.next_deadline()
-        if when == self.when:
+        if when == self.when or (when is not None and self.when is not None and self.when < when):
             return
         if self._handle is not None:
             self._handle.cancel()
