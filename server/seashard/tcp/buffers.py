@@ -8,10 +8,12 @@ has not read, as a list of chunks so that reading a whole segment costs no copy.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["RecvBuffer", "SendBuffer"]
 
 
-_EMPTY = b""  # an empty buffer holds no bytearray (an idle connection's send buffer is empty)
+_EMPTY: Final = b""  # an empty buffer holds no bytearray (an idle connection's is empty)
 
 
 class SendBuffer:

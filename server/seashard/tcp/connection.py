@@ -116,7 +116,7 @@ import enum
 import random
 from collections import deque
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from . import cc as cc_registry
 from .buffers import RecvBuffer, SendBuffer
@@ -133,30 +133,30 @@ from .seq import SEQ_MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 __all__ = ["Connection", "GaveUp", "State", "TcpConfig", "TcpError", "TcpStateError", "TcpStats"]
 
-DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
-MAX_WSCALE = 14  # RFC 7323 2.3
-MIN_MSS = 64  # floor for a peer's absurdly small MSS option
-TLP_WCDELACK = 0.2  # RFC 8985 WCDelAckT (Linux: TCP_RTO_MIN) when one segment is out
-TLP_MIN = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
+DEFAULT_MSS: Final = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+MAX_WSCALE: Final = 14  # RFC 7323 2.3
+MIN_MSS: Final = 64  # floor for a peer's absurdly small MSS option
+TLP_WCDELACK: Final = 0.2  # RFC 8985 WCDelAckT (Linux: TCP_RTO_MIN) when one segment is out
+TLP_MIN: Final = 0.002  # Linux TCP_TIMEOUT_MIN (2 jiffies) added otherwise
 # Our choice, not Linux's (2 jiffies): a probe never sooner than 50 ms.  A Python
 # shard under load takes tens of ms to get to a queued ACK, and a sooner probe
 # is spurious; scripts with RTTs above 25 ms see Linux's 2*SRTT unchanged.
-TLP_FLOOR = 0.05
-PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
-TS_OPTION_LEN = 12  # NOP NOP TS: on every segment once timestamps are on
+TLP_FLOOR: Final = 0.05
+PAWS_IDLE: Final = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days is invalid
+TS_OPTION_LEN: Final = 12  # NOP NOP TS: on every segment once timestamps are on
 # The largest TSO payload: an IPv4 datagram (65535) less its header and the largest TCP one.
-TSO_MAX = 65535 - 20 - 60
+TSO_MAX: Final = 65535 - 20 - 60
 
 # Flags as plain ints inside the machine: IntFlag arithmetic is ~10x slower.
-_FIN = int(Flags.FIN)
-_SYN = int(Flags.SYN)
-_RST = int(Flags.RST)
-_PSH = int(Flags.PSH)
-_ACK = int(Flags.ACK)
-_FLAGS = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machinery
+_FIN: Final = int(Flags.FIN)
+_SYN: Final = int(Flags.SYN)
+_RST: Final = int(Flags.RST)
+_PSH: Final = int(Flags.PSH)
+_ACK: Final = int(Flags.ACK)
+_FLAGS: Final = tuple(Flags(i) for i in range(256))  # int -> Flags without enum machinery
 # seq.py's arithmetic, written out in the per-segment functions (a call each is most
 # of their cost): a - b is negative (seq_lt) when ((a - b) & SEQ_MASK) >= _HALF.
-_HALF = 1 << 31
+_HALF: Final = 1 << 31
 
 
 class State(enum.Enum):
@@ -202,9 +202,9 @@ class GaveUp(enum.Enum):
     ORPHAN_RETRIES = "orphan_retries"  # an orphan facing a zero window
 
 
-_S = State
+_S: Final = State
 # States past the handshake (the "synchronized" states of RFC 9293).
-_SYNCHRONIZED = frozenset(
+_SYNCHRONIZED: Final = frozenset(
     {
         _S.ESTABLISHED,
         _S.FIN_WAIT_1,
@@ -216,11 +216,11 @@ _SYNCHRONIZED = frozenset(
     }
 )
 # States in which we may still (re)transmit data or our FIN.
-_SENDING = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.CLOSING, _S.LAST_ACK})
+_SENDING: Final = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.CLOSING, _S.LAST_ACK})
 # States in which the peer may still send us data.
-_RECEIVING = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})
+_RECEIVING: Final = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})
 # States in which the application may still queue data.
-_WRITABLE = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
+_WRITABLE: Final = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
 
 
 def linux_wscale(space: int) -> int:
@@ -328,11 +328,11 @@ class TcpStats:
     tlp_probes: int = 0  # tail loss probes sent (RFC 8985 7)
 
 
-_LONG_AGO = float("-inf")
+_LONG_AGO: Final = float("-inf")
 
 # A read-only stand-in for a connection that holds no SACK information (``_board`` None):
 # nothing ever mutates it.
-_NO_BOARD = Scoreboard()
+_NO_BOARD: Final = Scoreboard()
 
 
 class Connection:

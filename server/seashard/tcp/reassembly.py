@@ -20,12 +20,13 @@ and refusing the newcomer (usually the highest) comes to nearly the same.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Final
 
 __all__ = ["BLOCK_OVERHEAD", "Reassembler", "ReassemblyBudget"]
 
 # What one held block costs beyond its payload: a bytes object's header and two
 # list slots, rounded up.
-BLOCK_OVERHEAD = 64
+BLOCK_OVERHEAD: Final = 64
 
 
 class ReassemblyBudget:

@@ -6,11 +6,13 @@ segments that were never retransmitted.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["RttEstimator"]
 
-ALPHA = 1 / 8
-BETA = 1 / 4
-K = 4
+ALPHA: Final = 1 / 8
+BETA: Final = 1 / 4
+K: Final = 4
 
 
 class RttEstimator:

@@ -17,13 +17,14 @@ derives from them: ``IsLost`` as a boundary (every unSACKed byte below
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .seq import seq_add, seq_diff
 
 __all__ = ["DUPTHRESH", "MAX_BLOCKS", "ReceiverSack", "SackRecovery", "Scoreboard"]
 
-MAX_BLOCKS = 4  # blocks remembered (Linux TCP_NUM_SACKS); the option holds 4, 3 with TS
-DUPTHRESH = 3  # RFC 6675 DupThresh
+MAX_BLOCKS: Final = 4  # blocks remembered (Linux TCP_NUM_SACKS); the option holds 4, 3 with TS
+DUPTHRESH: Final = 3  # RFC 6675 DupThresh
 
 
 class ReceiverSack:

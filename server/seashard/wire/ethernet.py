@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import Buffer
 from .errors import MalformedError
 
-ETH_P_IPV4 = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_VLAN = 0x8100
-ETH_P_IPV6 = 0x86DD
+ETH_P_IPV4: Final = 0x0800
+ETH_P_ARP: Final = 0x0806
+ETH_P_VLAN: Final = 0x8100
+ETH_P_IPV6: Final = 0x86DD
 
-BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
-ZERO_MAC = "00:00:00:00:00:00"
+BROADCAST_MAC: Final = "ff:ff:ff:ff:ff:ff"
+ZERO_MAC: Final = "00:00:00:00:00:00"
 
-_HEADER = struct.Struct("!6s6sH")
-HEADER_LEN = 14  # a module constant: a compiled (mypyc) class cannot carry one
+_HEADER: Final = struct.Struct("!6s6sH")
+HEADER_LEN: Final = 14  # a module constant: a compiled (mypyc) class cannot carry one
 
 Mac = str | bytes
 

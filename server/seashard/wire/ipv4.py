@@ -5,14 +5,15 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import Buffer, internet_checksum, verify
 from .errors import MalformedError
 from .numbers import IpProto as IpProto  # re-exported: its home before mypyc
 
-_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_DF = 0x4000
-_MF = 0x2000
+_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+_DF: Final = 0x4000
+_MF: Final = 0x2000
 
 
 def ip_to_bytes(ip: str | bytes) -> bytes:

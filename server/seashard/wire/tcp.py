@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import Buffer, internet_checksum, pseudo_header_sum
 from .errors import MalformedError
 from .numbers import TcpFlags as TcpFlags  # re-exported: their home before mypyc
 from .numbers import TcpOption as TcpOption
 
-_HEADER = struct.Struct("!HHIIBBHHH")
-_PROTO_TCP = 6
-MAX_OPTIONS_LEN = 40
+_HEADER: Final = struct.Struct("!HHIIBBHHH")
+_PROTO_TCP: Final = 6
+MAX_OPTIONS_LEN: Final = 40
 
 
 # Exact lengths of the fixed-size options we understand.
@@ -29,7 +30,7 @@ _FIXED_LEN: dict[int, int] = {
 }
 
 
-_TS_OPTION = struct.Struct("!BBBBII")  # NOP NOP TS: what every segment carries with TS on
+_TS_OPTION: Final = struct.Struct("!BBBBII")  # NOP NOP TS: what every segment carries with TS on
 
 
 def build_options(
@@ -111,9 +112,9 @@ def _parse_options(target: Segment | TcpPacket, opts: Buffer) -> list[tuple[int,
     return unknown
 
 
-_FLAG_VALUES = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags without enum machinery
-_TS_ONLY = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): the options of an established segment
-_TS_VALUES = struct.Struct("!II")
+_FLAG_VALUES: Final = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags, no enum machinery
+_TS_ONLY: Final = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): the options of an established segment
+_TS_VALUES: Final = struct.Struct("!II")
 
 
 def _header(
@@ -180,7 +181,7 @@ def tcp_checksum(src_ip: str | bytes, dst_ip: str | bytes, segment: Buffer) -> i
 
 
 # tcpdump's letters, in tcpdump's order; ACK prints as "." after them.
-_LETTERS = (
+_LETTERS: Final = (
     (TcpFlags.SYN, "S"),
     (TcpFlags.FIN, "F"),
     (TcpFlags.RST, "R"),

@@ -21,6 +21,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from seashard.wire.arp import ArpPacket
 from seashard.wire.errors import MalformedError
@@ -50,9 +51,9 @@ TcpSegmentHandler = Callable[[str, bytes, float], None]
 # Ethernet + a 20-byte IPv4 header, the fields the direct path checks: destination
 # MAC, ethertype, version/IHL, total length, flags/fragment offset, TTL, protocol,
 # source and destination addresses (the header checksum is summed whole).
-_ETH_IPV4 = struct.Struct("!6s6xHBxH2xHBB2x4s4s")
+_ETH_IPV4: Final = struct.Struct("!6s6xHBxH2xHBB2x4s4s")
 
-_LIMITED_BROADCAST = "255.255.255.255"
+_LIMITED_BROADCAST: Final = "255.255.255.255"
 
 
 def _ip_int(ip: str) -> int:

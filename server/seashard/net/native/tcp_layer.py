@@ -41,7 +41,7 @@ import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from seashard import smp
 from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
@@ -64,22 +64,22 @@ from seashard.wire.tcp import build_options, parse_segment
 if TYPE_CHECKING:
     from seashard.net.native.ipv4 import Interface
 
-EPHEMERAL = range(32768, 61000)
-_TCP_HEADER = struct.Struct("!HHIIBBHHH")
-_TCP_REST = struct.Struct("!IIBBHHH")  # after the ports (which the template holds)
-_TCP_REST_TS = struct.Struct("!IIBBHHHHHII")  # ... and NOP NOP TS: an established segment
-_PORTS = struct.Struct("!HH")
-_IP_TEMPLATE = struct.Struct("!BBHHHBBH4s4s")
-_IP_FIELDS = struct.Struct("!HH")  # total length, identifier (frame offset 16)
-_CSUM = struct.Struct("!H")
+EPHEMERAL: Final = range(32768, 61000)
+_TCP_HEADER: Final = struct.Struct("!HHIIBBHHH")
+_TCP_REST: Final = struct.Struct("!IIBBHHH")  # after the ports (which the template holds)
+_TCP_REST_TS: Final = struct.Struct("!IIBBHHHHHII")  # ... and NOP NOP TS: an established segment
+_PORTS: Final = struct.Struct("!HH")
+_IP_TEMPLATE: Final = struct.Struct("!BBHHHBBH4s4s")
+_IP_FIELDS: Final = struct.Struct("!HH")  # total length, identifier (frame offset 16)
+_CSUM: Final = struct.Struct("!H")
 # (eth + ipv4 header, the ipv4 header's word sum, the pseudo-header sum (length 0),
 #  ARP generation, ARP expiry), per remote address: see TcpLayer._template
-MAX_TEMPLATES = 4096
+MAX_TEMPLATES: Final = 4096
 _Template = tuple[bytes, int, int, int, float]
 # Cookie ACKs are only looked for while a listener sent cookies this recently
 # (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
-COOKIE_WINDOW = MAX_AGE * PERIOD
-TW_OVERFLOW_LOG_INTERVAL = 60.0  # seconds between "time wait bucket table overflow" lines
+COOKIE_WINDOW: Final = MAX_AGE * PERIOD
+TW_OVERFLOW_LOG_INTERVAL: Final = 60.0  # seconds between "time wait bucket table overflow" lines
 
 
 class NativeServerSocket:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["Controller", "initial_window"]
 
-INFINITE_SSTHRESH = 1 << 30  # "arbitrarily high" (RFC 5681 3.1)
+INFINITE_SSTHRESH: Final = 1 << 30  # "arbitrarily high" (RFC 5681 3.1)
 
 
 def initial_window(mss: int) -> int:

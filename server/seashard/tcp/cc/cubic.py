@@ -6,13 +6,15 @@ caller's ``now``; ``rtt`` (SRTT) feeds the Reno-friendly estimate (RFC 9438 4.3)
 
 from __future__ import annotations
 
+from typing import Final
+
 from .base import Controller
 
 __all__ = ["BETA", "C", "Cubic"]
 
-BETA = 0.7  # RFC 9438 4.6 (Linux: beta 717/1024)
-C = 0.4  # RFC 9438 5 (Linux: bic_scale 41 -> 0.4)
-ALPHA_AIMD = 3 * (1 - BETA) / (1 + BETA)  # RFC 9438 4.3
+BETA: Final = 0.7  # RFC 9438 4.6 (Linux: beta 717/1024)
+C: Final = 0.4  # RFC 9438 5 (Linux: bic_scale 41 -> 0.4)
+ALPHA_AIMD: Final = 3 * (1 - BETA) / (1 + BETA)  # RFC 9438 4.3
 
 
 class Cubic(Controller):
