@@ -13,9 +13,7 @@ from typing import Final
 __all__ = ["RecvBuffer", "SendBuffer"]
 
 
-_EMPTY: Final = (
-    b""  # an empty buffer holds no bytearray (an idle connection's send buffer is empty)
-)
+_EMPTY: Final = b""  # an empty buffer holds no bytearray (an idle connection's is empty)
 
 
 class SendBuffer:

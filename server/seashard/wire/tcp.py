@@ -112,9 +112,7 @@ def _parse_options(target: Segment | TcpPacket, opts: Buffer) -> list[tuple[int,
     return unknown
 
 
-_FLAG_VALUES: Final = tuple(
-    TcpFlags(i) for i in range(256)
-)  # int -> TcpFlags without enum machinery
+_FLAG_VALUES: Final = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags, no enum machinery
 _TS_ONLY: Final = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): the options of an established segment
 _TS_VALUES: Final = struct.Struct("!II")
 
