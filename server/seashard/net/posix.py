@@ -401,6 +401,7 @@ class _KernelListener:
         pick = self.balancer.pick if stack.shard.count > 1 else None  # one shard: no choice
         add_assigned = stack.counters.add_assigned
         slot, port = self.slot, self.port
+        local = stack._listeners.get(port)  # this shard's own side of the listener
         batches: dict[int, tuple[list[tuple[str, int]], list[int]]] = {}
         try:
             for _ in range(self._queued()):
@@ -420,7 +421,10 @@ class _KernelListener:
                 target = pick(addr[1]) if pick is not None else me
                 add_assigned(slot, target)
                 if target == me:
-                    stack.handoff_received(port, slot, addr, fd)
+                    if local is not None:
+                        stack._adopt(fd, addr, slot, local)
+                    else:  # not listening here itself (closes it, and says why)
+                        stack.handoff_received(port, slot, addr, fd)
                 else:
                     batch = batches.get(target)
                     if batch is None:
@@ -589,14 +593,15 @@ class PosixStack:
         start_now = uv and server._handle is not None
         # the stdlib's transports want a real socket
         sock = _UvFd(fd) if uv else socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        # positional: this runs per connection, and keyword arguments cost more
         conn = PosixConnection(
             self.streams,
             self._connection_lost,
             slot,
-            loop=self.loop,
-            remote=addr,
-            on_made=None if start_now else server._made,
-            nodelay=not uv,
+            self.loop,
+            addr,
+            None if start_now else server._made,
+            not uv,  # nodelay
         )
         self._connections.add(conn)
         self.connections_total += 1
