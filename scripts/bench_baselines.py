@@ -9,7 +9,6 @@ uvloop: a bare asyncio.Protocol on uvloop, about as fast as Python networking ge
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 CANNED = b"Seastar is the future!\n"
@@ -60,14 +59,8 @@ async def main(kind: str, echo_port: int, canned_port: int) -> None:
             await loop.create_server(_EchoProtocol, "127.0.0.1", echo_port, reuse_address=True),
             await loop.create_server(_CannedProtocol, "127.0.0.1", canned_port, reuse_address=True),
         ]
-    # SIGINT (what scripts/bench sends) ends it at once: under uvloop.run a bare
-    # KeyboardInterrupt did not, and the bench waited its 15 s before killing it.
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     print("ready", flush=True)
-    await stop.wait()
-    for s in servers:
-        s.close()
+    await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
 if __name__ == "__main__":

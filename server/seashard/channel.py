@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import array
 import asyncio
+import fcntl
 import os
 import pickle
 import socket
+import termios
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +45,7 @@ class Channel:
         self._partial_fds: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
+        self._queued = array.array("i", [0])  # _more_queued's ioctl result
         self.closed = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -113,6 +116,8 @@ class Channel:
             fds = _fds_in(ancillary) if ancillary else []
             if data[:1] == _END and not self._partial:  # a whole message in one datagram
                 self._on_message(pickle.loads(memoryview(data)[1:]), fds)
+                if not self._more_queued():
+                    return
                 continue
             self._partial.append(data[1:])
             self._partial_fds.extend(fds)
@@ -122,6 +127,24 @@ class Channel:
             fd_list = self._partial_fds
             self._partial, self._partial_fds = [], []
             self._on_message(pickle.loads(payload), fd_list)
+            if not self._more_queued():
+                return
+
+    def _more_queued(self) -> bool:
+        """Is another datagram waiting? (FIONREAD: the next one's size, 0 if none.)
+
+        Reading on until EAGAIN would cost a failed recvmsg and a raised exception per
+        wakeup (about 3.4 us here, against 0.8 for the ioctl); a hand-off is often
+        one message per wakeup. An end of stream reads as 0 too: the socket stays
+        readable, so the next wakeup's recvmsg finds it.
+        """
+        if self.closed:
+            return False
+        try:
+            fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, self._queued, True)
+        except OSError:
+            return True  # let recvmsg say what is wrong
+        return self._queued[0] > 0
 
     def _close_reader(self) -> None:
         if self._loop is not None and not self.closed:

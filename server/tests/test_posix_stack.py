@@ -420,3 +420,51 @@ def test_a_served_handler_s_exception_goes_to_on_error_and_the_rest_go_on(run) -
         good.close()
 
     run(body)
+
+
+class _CountingSocket:
+    """The listening socket, with every accept() counted and every failure kept."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.accepts = 0
+        self.failures: list[BaseException] = []
+
+    def _accept(self) -> tuple[int, tuple[str, int]]:
+        self.accepts += 1
+        try:
+            return self.sock._accept()  # type: ignore[attr-defined, no-any-return]
+        except OSError as exc:
+            self.failures.append(exc)
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_a_wakeup_accepts_what_is_queued_without_a_failed_accept(run) -> None:  # type: ignore[no-untyped-def]
+    async def body(loop: asyncio.AbstractEventLoop) -> None:
+        stack = _stack(loop)
+        listener = stack.listen(SocketAddress("127.0.0.1", 0))
+        port = listener.local_address.port
+        kernel = stack._kernel[port]
+        counting = _CountingSocket(kernel.sock)
+        kernel.sock = counting  # type: ignore[assignment]
+        loop.remove_reader(counting.fileno())  # this test calls the wakeup itself
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        await asyncio.sleep(0.05)  # the handshakes are done: 3 in the accept queue
+        kernel._acceptable()
+        assert counting.accepts == 3 and not counting.failures
+        kernel._acceptable()  # a wakeup that finds nothing (a race lost): one try, no spin
+        assert counting.accepts == 4 and [type(e) for e in counting.failures] == [BlockingIOError]
+        conns = [(await listener.accept()).connection for _ in clients]
+        assert {c.remote_address for c in conns} == {
+            SocketAddress(*c.getsockname()) for c in clients
+        }
+        for c in conns:
+            await c.close()
+        for c in clients:
+            c.close()
+        listener.abort_accept()
+
+    run(body)

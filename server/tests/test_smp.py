@@ -161,7 +161,12 @@ def test_channel_passes_a_full_batch_of_fds_and_fds_with_a_chunked_message() -> 
                 passed.sendall(b"%d" % fd)  # each fd is its own connection, in order
             assert right.recv(100) == b"%d" % fd
             right.close()
-        ca.close()
+        ca.close()  # the other end sees the link go, though it read no EAGAIN before
+        for _ in range(100):
+            if cb.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert cb.closed
         cb.close()
 
     asyncio.run(main())

@@ -10,6 +10,15 @@ from seashard.net.api import LoadBalancing
 class Balancer:
     """Picks a shard per connection.
 
+    ``connection_distribution``: the shard with the fewest live connections for this
+    listener, ties broken round-robin. Seastar's ``conntrack::load_balancer::next_cpu()``
+    gives ties to the first shard (``std::min_element``), i.e. the accepting one, so an
+    idle server hands nothing off. Not here, for now: with that rule, connections
+    that come one after another all stay on shard 0 (the tutorial's shard-0-only
+    listener then never shows a steered connection: the lab's suite 4 and
+    test_posix_server assert that it does), and a storm of short connections split
+    216/84 on loopback where the lab's affinity suite wants 30 % each (issue 11).
+
     ``live(shard)`` must return that shard's exact live connection count for
     this listener (see shm.SharedCounters); ``live_all()``, if given, all of them
     at once, in shard order (one call per pick instead of one per shard).

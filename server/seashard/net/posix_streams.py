@@ -85,7 +85,6 @@ class PosixConnection(asyncio.Protocol):
         counters: StreamCounters,
         on_lost: Callable[[PosixConnection], None],
         slot: int | None = None,
-        *,
         loop: asyncio.AbstractEventLoop | None = None,
         remote: tuple[str, int] | None = None,
         on_made: Callable[[PosixConnection], None] | None = None,
@@ -146,7 +145,7 @@ class PosixConnection(asyncio.Protocol):
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]  # high=0
         if self._on_made is not None:
             self._on_made(self)
 
