@@ -101,21 +101,30 @@ def test_startup_failure_is_one_line_and_exit_1(capfd: pytest.CaptureFixture[str
     assert capfd.readouterr().err.strip() == "bind: Address already in use (test)"
 
 
-def test_channel_passes_file_descriptors() -> None:
+def _started_channels(
+    expect: int,
+) -> tuple[Channel, Channel, list[tuple[object, list[int]]], asyncio.Event]:
+    """Two linked channels on the running loop; the event is set once ``expect``
+    messages (with their fds) have reached the second one."""
     a, b = channel_pair()
     received: list[tuple[object, list[int]]] = []
+    got = asyncio.Event()
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        got = asyncio.Event()
-
-        def on_message(msg: object, fds: list[int]) -> None:
-            received.append((msg, fds))
+    def on_message(msg: object, fds: list[int]) -> None:
+        received.append((msg, fds))
+        if len(received) == expect:
             got.set()
 
-        ca, cb = Channel(a, lambda m, f: None), Channel(b, on_message)
-        ca.start(loop)
-        cb.start(loop)
+    loop = asyncio.get_running_loop()
+    ca, cb = Channel(a, lambda m, f: None), Channel(b, on_message)
+    ca.start(loop)
+    cb.start(loop)
+    return ca, cb, received, got
+
+
+def test_channel_passes_file_descriptors() -> None:
+    async def main() -> None:
+        ca, cb, received, got = _started_channels(1)
         left, right = socket.socketpair()
         ca.send(("conn", 1), [left.detach()])
         await asyncio.wait_for(got.wait(), 5)
@@ -133,21 +142,8 @@ def test_channel_passes_file_descriptors() -> None:
 
 
 def test_channel_passes_a_full_batch_of_fds_and_fds_with_a_chunked_message() -> None:
-    a, b = channel_pair()
-    received: list[tuple[object, list[int]]] = []
-
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        got = asyncio.Event()
-
-        def on_message(msg: object, fds: list[int]) -> None:
-            received.append((msg, fds))
-            if len(received) == 2:
-                got.set()
-
-        ca, cb = Channel(a, lambda m, f: None), Channel(b, on_message)
-        ca.start(loop)
-        cb.start(loop)
+        ca, cb, received, got = _started_channels(2)
         pairs = [socket.socketpair() for _ in range(MAX_FDS + 1)]
         ca.send("batch", [p[0].detach() for p in pairs[:MAX_FDS]])
         big = b"x" * (3 * CHUNK)  # split over several datagrams; the fd rides the last

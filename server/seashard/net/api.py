@@ -83,8 +83,12 @@ class OutputStream(Protocol):
 
 @runtime_checkable
 class ConnectedSocket(Protocol):
-    local_address: SocketAddress
-    remote_address: SocketAddress
+    # read-only: the stacks' connections give them as properties
+    @property
+    def local_address(self) -> SocketAddress: ...
+
+    @property
+    def remote_address(self) -> SocketAddress: ...
 
     def input(self) -> InputStream: ...
 
@@ -110,6 +114,21 @@ class AcceptResult:
 
 
 accept_result = AcceptResult
+
+
+class LazyAcceptResult(AcceptResult):
+    """What both stacks' ``accept()`` return: ``remote_address`` is read from the
+    connection when the app asks for it, not made per connection (an app such as the
+    echo server holds its result for the connection's whole life)."""
+
+    __slots__ = ()
+
+    def __init__(self, connection: ConnectedSocket) -> None:
+        self.connection = connection
+
+    @property  # type: ignore[override]
+    def remote_address(self) -> SocketAddress:
+        return self.connection.remote_address
 
 
 @runtime_checkable

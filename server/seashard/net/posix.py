@@ -32,6 +32,7 @@ from seashard import channel, smp
 from seashard.net.api import (
     AcceptResult,
     BindError,
+    LazyAcceptResult,
     ListenOptions,
     SocketAddress,
 )
@@ -283,7 +284,7 @@ class PosixServerSocket:
         conn = self._ready.popleft()
         if conn._adopting is not None:
             _finish_adoption(conn)
-        return _PosixAcceptResult(conn)
+        return LazyAcceptResult(conn)
 
     async def serve(
         self, handle: Handler, on_error: Callable[[AcceptResult, Exception], None] | None = None
@@ -324,7 +325,7 @@ class PosixServerSocket:
                     self._stack._never_made(conn)
                     return
                 _finish_adoption(conn)
-            res = _PosixAcceptResult(conn)
+            res = LazyAcceptResult(conn)
             try:
                 await handle(res)
             except Exception as exc:
@@ -351,19 +352,6 @@ class PosixServerSocket:
 
     def __exit__(self, *_: object) -> None:
         self.abort_accept()
-
-
-class _PosixAcceptResult(AcceptResult):
-    """An AcceptResult whose remote_address is made only if the app reads it."""
-
-    __slots__ = ()
-
-    def __init__(self, connection: PosixConnection) -> None:
-        self.connection = connection
-
-    @property  # type: ignore[override]
-    def remote_address(self) -> SocketAddress:
-        return self.connection.remote_address
 
 
 class _KernelListener:

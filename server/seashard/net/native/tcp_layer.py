@@ -45,8 +45,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from seashard import smp
-from seashard.net.api import AcceptResult, BindError, ListenOptions, SocketAddress
-from seashard.net.native.accept import NativeAcceptResult
+from seashard.net.api import (
+    AcceptResult,
+    BindError,
+    LazyAcceptResult,
+    ListenOptions,
+    SocketAddress,
+)
 from seashard.net.native.driver import LoopTimer
 from seashard.net.native.limits import NativeLimits
 from seashard.net.native.streams import FlowKey, NativeConnection
@@ -119,7 +124,7 @@ class NativeServerSocket:
             finally:
                 self._waiter = None
         conn = self.pending.popleft()
-        return NativeAcceptResult(conn)
+        return LazyAcceptResult(conn)
 
     def abort_accept(self) -> None:
         if self.aborted:
