@@ -93,6 +93,13 @@ class VnetHeader:
             raise MalformedError("truncated", f"vnet header of {len(data)} bytes")
         return cls(*_HDR.unpack_from(data))
 
+    def shortest_frame(self) -> int:
+        """For a header without GSO that passed :meth:`validate`: the shortest frame it
+        is valid for (nothing else that validate checks depends on the frame)."""
+        if self.flags & F_NEEDS_CSUM:
+            return max(self.hdr_len, self.csum_start + self.csum_offset + 2)
+        return self.hdr_len
+
     def validate(self, frame: bytes | bytearray | memoryview) -> None:
         """Raise MalformedError unless this header makes sense for ``frame`` (the
         Ethernet frame after it) and for a stack that speaks IPv4 TCP only."""

@@ -107,7 +107,8 @@ class _VnetRx:
             self.rx_csum_valid = False
             return frame
         if hdr == self._seen and size >= self._seen_min:
-            # Without GSO, what validate() checks of the frame is its length only.
+            # Without GSO, what validate() checks of the frame is its length only
+            # (VnetHeader.shortest_frame).
             self.rx_csum_valid = self._seen_ok
             return frame
         try:
@@ -122,8 +123,7 @@ class _VnetRx:
         else:
             self._seen = bytes(hdr)
             self._seen_ok = h.csum_ok
-            csum_end = h.csum_start + h.csum_offset + 2 if h.needs_csum else 0
-            self._seen_min = max(h.hdr_len, csum_end)
+            self._seen_min = h.shortest_frame()
         return frame
 
     rx_csum_valid = False
