@@ -134,6 +134,8 @@ def test_a_blocked_syscall_stops_at_its_line(tmp_path: Path) -> None:
 def test_linux_time_limit_names_the_line(tmp_path: Path) -> None:
     script = tmp_path / "slow.pkt"
     script.write_text(HANDSHAKE + "+0 > S. 0:0(0) ack 1 <...>\n+30 < . 1:1(0) ack 1 win 257\n")
-    result = run_linux(str(script), time_limit=3)
+    # What is tested is the time limit on line 6, so line 5's timing gets a wide margin: a
+    # loaded CI box once sent the SYN-ACK 9 ms late and failed it there instead.
+    result = run_linux(str(script), tolerance=1.0, time_limit=3)
     assert result.status == "fail" and result.line == 6
     assert "time limit" in result.message
