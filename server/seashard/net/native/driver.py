@@ -157,9 +157,10 @@ class Driver:
 
 
 class LoopTimer:
-    """The asyncio side of a sans-IO component's timers: one loop timer, always at
-    its ``next_deadline()``, which runs ``poll(now)`` (the TcpLayer's connection
-    timers: one per shard, however many connections)."""
+    """The asyncio side of a sans-IO component's timers: one loop timer at its
+    ``next_deadline()``, which runs ``poll(now)`` (the TcpLayer's connection timers:
+    one per shard, however many connections).  ``next_deadline`` may answer early (the
+    TcpLayer's ``wakeup``), never late: an early fire polls, finds nothing due, re-arms."""
 
     def __init__(
         self,

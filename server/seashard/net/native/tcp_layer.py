@@ -82,6 +82,10 @@ _CSUM: Final = struct.Struct("!H")
 # (eth + ipv4 header, the ipv4 header's word sum, the pseudo-header sum (length 0),
 #  ARP generation, ARP expiry), per remote address: see TcpLayer._template
 MAX_TEMPLATES: Final = 4096
+# How _settle moved a connection's deadline (plain ints: compiled, they cost nothing)
+_LATER: Final = 0  # later, or not at all
+_EARLIER: Final = 1  # earlier than the loop timer's
+_NO_DEADLINE: Final = 2  # none left, or the connection is gone
 _Template = tuple[bytes, int, int, int, float]
 # Cookie ACKs are only looked for while a listener sent cookies this recently
 # (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
@@ -484,8 +488,9 @@ class TcpLayer:
         while dirty:
             conn = next(iter(dirty))
             del dirty[conn]
-            if settle(conn, now) or conn is top:
-                rearm = True  # an earlier deadline, or the loop timer's one moved
+            moved = settle(conn, now)
+            if moved == _EARLIER or (moved == _NO_DEADLINE and conn is top):
+                rearm = True  # an earlier deadline, or the loop timer's one went away
         if rearm:
             self._arm_soon()
 
@@ -500,15 +505,20 @@ class TcpLayer:
             self._dirty.pop(conn, None)
         timers = self._timers
         top = timers[0] if timers else None
+        moved = self._settle(conn, self.loop.time() if now is None else now)
         if (
-            self._settle(conn, self.loop.time() if now is None else now)
-            or (top is not None and top[2] is conn)
+            moved == _EARLIER
+            or (moved == _NO_DEADLINE and top is not None and top[2] is conn)
             or self._loop_stale
         ):
-            self._arm_soon()  # an earlier deadline, or the one the loop timer is set for moved
+            self._arm_soon()  # an earlier deadline, or the loop timer's one went away
 
-    def _settle(self, conn: NativeConnection, now: float) -> bool:
-        """Returns True when it queued a deadline earlier than the loop timer's."""
+    def _settle(self, conn: NativeConnection, now: float) -> int:
+        """How the connection's deadline moved: ``_EARLIER`` than the loop timer's (it
+        queued it), ``_NO_DEADLINE`` left (or the connection is gone), or ``_LATER`` (or
+        not at all).  Only the first two re-arm the loop timer: one that moved later
+        leaves it to fire early and re-arm then (see "timers" below), where re-arming
+        cost a heap repair on every request of a busy shard."""
         tcp = conn.tcp
         if tcp.output_due:
             tcp.flush_output(now)  # the ACK (and data) for the segments of the batch
@@ -526,17 +536,20 @@ class TcpLayer:
         if state is State.TIME_WAIT and conn.key not in self._time_wait:
             self._admit_time_wait(conn, now)
             state = tcp.state
-        earlier = False
+        moved = _NO_DEADLINE
         if state is State.CLOSED:
             self._forget(conn)
         else:
             deadline = tcp.next_deadline()
-            if deadline is not None and (conn.timer_when is None or deadline < conn.timer_when):
-                self._timer_seq += 1
-                heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
-                conn.timer_when = deadline
-                loop_when = self.timer.when
-                earlier = loop_when is None or deadline < loop_when
+            if deadline is not None:
+                moved = _LATER
+                if conn.timer_when is None or deadline < conn.timer_when:
+                    self._timer_seq += 1
+                    heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+                    conn.timer_when = deadline
+                    loop_when = self.timer.when
+                    if loop_when is None or deadline < loop_when:
+                        moved = _EARLIER
         # conn.wake(), for the waiters there are (most of the time none, or a reader)
         if (
             conn.on_established is not None
@@ -548,7 +561,7 @@ class TcpLayer:
             fut = conn._read_waiter
             if fut is not None and not fut.done():
                 fut.set_result(None)
-        return earlier
+        return moved
 
     def _admit_time_wait(self, conn: NativeConnection, now: float) -> None:
         if len(self._time_wait) < self.limits.max_tw_buckets:
