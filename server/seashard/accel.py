@@ -50,6 +50,7 @@ COMPILED: tuple[str, ...] = (
     "seashard.net.native.tcp_layer",
     "seashard.net.native.streams",
     "seashard.net.native.driver",
+    "seashard.net.native.devices",  # the TAP's and AF_PACKET's read and write per frame
 )
 SHARED_LIB = "seashard._accel__mypyc"  # the group mypyc builds them into
 MANIFEST = "_accel_manifest.txt"  # beside this file: "MODULE CRC32" per compiled module

@@ -32,10 +32,11 @@ import socket
 import struct
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
+from seashard.net.native.device_api import Device as Device  # re-exported
+from seashard.net.native.device_api import DeviceError
 from seashard.wire import vnet
-from seashard.wire.checksum import internet_checksum, pseudo_header_sum
+from seashard.wire.checksum import Buffer, internet_checksum, pseudo_header_sum
 from seashard.wire.errors import MalformedError
 
 # <linux/if_tun.h>
@@ -127,44 +128,6 @@ class _VnetRx:
         return frame
 
     rx_csum_valid = False
-
-
-class DeviceError(OSError):
-    """A device could not be opened; ``str()`` is a one-line message for the user."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-@runtime_checkable
-class Device(Protocol):
-    """One queue of an L2 device, read and written a whole Ethernet frame at a time."""
-
-    name: str
-    queues: int  # queues (or fanout sockets) the device is shared by
-    queue_index: int  # which of them this one is
-    offloads: frozenset[str]  # negotiated at open: a subset of ALL_OFFLOADS; empty = plain
-    # The frame the last recv() returned needs no L4 checksum check (DATA_VALID,
-    # or NEEDS_CSUM from a local sender).
-    rx_csum_valid: bool
-
-    def fileno(self) -> int | None:
-        """The fd to watch for readability, or None for in-memory devices."""
-        ...
-
-    def recv(self) -> bytes | None:
-        """The next received frame, or None when none is waiting (never blocks)."""
-        ...
-
-    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
-        """Send one frame; False when it was dropped (device busy or down).
-
-        ``gso_size`` > 0: an IPv4 TCP frame whose payload exceeds it, to be cut into
-        segments of that size ("tso4").  ``csum_partial``: its TCP checksum field
-        holds the folded pseudo-header sum, for the device to complete ("csum")."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def _set_up(name: str) -> None:
@@ -281,7 +244,7 @@ class TapDevice(_VnetRx):
             if frame is not None:
                 return frame
 
-    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
+    def send(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> bool:
         try:
             if not self._vnet:
                 if gso_size or csum_partial:
@@ -297,7 +260,7 @@ class TapDevice(_VnetRx):
             return False
         return True
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, frame: Buffer) -> None:
         os.write(self._fd, frame)
 
     def close(self) -> None:
@@ -309,10 +272,15 @@ class TapDevice(_VnetRx):
         return f"TapDevice({self.name!r}, queue {self.queue_index} of {self.queues})"
 
 
-def _tun_ioctl(fd: int, request: int, value: int) -> None:
-    """TUNSETOFFLOAD (an int by value) or TUNSETVNETHDRSZ (a pointer to an int);
-    module-level, so tests can make the kernel refuse."""
+def _tun_ioctl_call(fd: int, request: int, value: int) -> None:
+    """TUNSETOFFLOAD (an int by value) or TUNSETVNETHDRSZ (a pointer to an int)."""
     fcntl.ioctl(fd, request, struct.pack("i", value) if request == TUNSETVNETHDRSZ else value)
+
+
+# The kernel calls tests replace to make the kernel refuse (monkeypatch.setattr(devices,
+# "_tun_ioctl", ...)): module variables, not functions, so that compiled code, which
+# calls a function of its own module directly, looks them up at each call (at open only).
+_tun_ioctl: Callable[[int, int, int], None] = _tun_ioctl_call
 
 
 def _send_all(write: Callable[[bytes], object], frames: list[bytes]) -> bool:
@@ -413,7 +381,7 @@ class PacketDevice(_VnetRx):
                 self.checksums_completed += 1
             return frame
 
-    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
+    def send(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> bool:
         try:
             if self._vnet:
                 self._sock.sendmsg((vnet.header_for(frame, gso_size, csum_partial), frame))
@@ -436,9 +404,12 @@ class PacketDevice(_VnetRx):
         return f"PacketDevice({self.name!r}, queue {self.queue_index} of {self.queues})"
 
 
-def _packet_setsockopt(sock: socket.socket, option: int, value: int) -> None:
-    """A SOL_PACKET option (module-level, so tests can make the kernel refuse)."""
+def _packet_setsockopt_call(sock: socket.socket, option: int, value: int) -> None:
+    """A SOL_PACKET option."""
     sock.setsockopt(SOL_PACKET, option, value)
+
+
+_packet_setsockopt: Callable[[socket.socket, int, int], None] = _packet_setsockopt_call  # as above
 
 
 def _checksum_not_ready(ancdata: list[tuple[int, int, bytes]]) -> bool:
@@ -491,8 +462,8 @@ class MemoryDevice:
         self.peer = peer
         self.offloads = frozenset(offloads)
         self.rx_csum_valid = False
-        self.sent: list[bytes] = []
-        self.sent_info: list[tuple[bytes, int, bool]] = []
+        self.sent: list[Buffer] = []  # as sent: a bytearray from the TCP layer
+        self.sent_info: list[tuple[Buffer, int, bool]] = []
         self._inbox: deque[tuple[bytes, bool]] = deque()
         self.vnet_drops: Counter[str] = Counter()
         self.closed = False
@@ -500,7 +471,7 @@ class MemoryDevice:
     def fileno(self) -> None:
         return None
 
-    def inject(self, frame: bytes, csum_valid: bool = False) -> None:
+    def inject(self, frame: Buffer, csum_valid: bool = False) -> None:
         """Queue ``frame`` for recv(); ``csum_valid``: its rx_csum_valid."""
         self._inbox.append((bytes(frame), csum_valid))
 
@@ -520,7 +491,7 @@ class MemoryDevice:
         frame, self.rx_csum_valid = self._inbox.popleft()
         return frame
 
-    def send(self, frame: bytes, gso_size: int = 0, csum_partial: bool = False) -> bool:
+    def send(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> bool:
         self.sent.append(frame)
         self.sent_info.append((frame, gso_size, csum_partial))
         peer = self.peer
@@ -534,12 +505,12 @@ class MemoryDevice:
                     peer.inject(f)
         return True
 
-    def take_sent(self) -> list[bytes]:
+    def take_sent(self) -> list[Buffer]:
         sent, self.sent = self.sent, []
         self.sent_info = []
         return sent
 
-    def take_sent_info(self) -> list[tuple[bytes, int, bool]]:
+    def take_sent_info(self) -> list[tuple[Buffer, int, bool]]:
         info, self.sent_info = self.sent_info, []
         self.sent = []
         return info
