@@ -46,6 +46,7 @@ COMPILED: tuple[str, ...] = (
     "seashard.wire.ethernet",
     "seashard.wire.ipv4",
     "seashard.wire.tcp",
+    "seashard.wire.vnet",
     "seashard.net.native.ipv4",
     "seashard.net.native.tcp_layer",
     "seashard.net.native.streams",

@@ -25,28 +25,29 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from .checksum import internet_checksum, pseudo_header_sum
 from .errors import MalformedError
 
-VNET_HDR_LEN = 10
-F_NEEDS_CSUM = 1
-F_DATA_VALID = 2
-GSO_NONE = 0
-GSO_TCPV4 = 1
-GSO_UDP = 3
-GSO_TCPV6 = 4
-GSO_UDP_L4 = 5
-GSO_ECN = 0x80
+VNET_HDR_LEN: Final = 10
+F_NEEDS_CSUM: Final = 1
+F_DATA_VALID: Final = 2
+GSO_NONE: Final = 0
+GSO_TCPV4: Final = 1
+GSO_UDP: Final = 3
+GSO_TCPV6: Final = 4
+GSO_UDP_L4: Final = 5
+GSO_ECN: Final = 0x80
 
-_KNOWN_FLAGS = F_NEEDS_CSUM | F_DATA_VALID
-_KNOWN_GSO = (GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4)
-_HDR = struct.Struct("=BBHHHH")
-_ETH_LEN = 14
-_TCP_CSUM_OFFSET = 16
-_UDP_CSUM_OFFSET = 6
+_KNOWN_FLAGS: Final = F_NEEDS_CSUM | F_DATA_VALID
+_KNOWN_GSO: Final = (GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4)
+_HDR: Final = struct.Struct("=BBHHHH")
+_ETH_LEN: Final = 14
+_TCP_CSUM_OFFSET: Final = 16
+_UDP_CSUM_OFFSET: Final = 6
 
-PLAIN = bytes(VNET_HDR_LEN)  # the header of a frame that asks for nothing
+PLAIN: Final = bytes(VNET_HDR_LEN)  # the header of a frame that asks for nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,7 @@ def _tcp4_offset(frame: bytes | bytearray | memoryview) -> int | None:
 # header_for's answers for the usual frame (IPv4 without options, TCP): by (the TCP data
 # offset byte, gso_size).  A stack sends a handful of header lengths and one MSS per peer.
 _TX_HEADERS: dict[tuple[int, int], bytes] = {}
-_TX_HEADERS_MAX = 256
+_TX_HEADERS_MAX: Final = 256
 
 
 def header_for(frame: bytes | bytearray | memoryview, gso_size: int, csum_partial: bool) -> bytes:

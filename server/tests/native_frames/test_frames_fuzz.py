@@ -107,6 +107,7 @@ def push(bench: Bench, segment: bytes) -> None:
     accepted, dropped = c["frames_accepted"], c["frames_dropped"]
     drops_before = dict(bench.iface.drops)
     bench.iface.receive(frame(segment), bench.now())
+    c = bench.iface.counters  # as of now
     bench.loop.pump()
     out = bench.dev.take_sent()
     bench.sent_at.clear()

@@ -32,6 +32,7 @@ import socket
 import struct
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Final
 
 from seashard.net.native.device_api import Device as Device  # re-exported
 from seashard.net.native.device_api import DeviceError
@@ -40,38 +41,40 @@ from seashard.wire.checksum import Buffer, internet_checksum, pseudo_header_sum
 from seashard.wire.errors import MalformedError
 
 # <linux/if_tun.h>
-TUNSETIFF = 0x400454CA
-TUNSETPERSIST = 0x400454CB
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
-IFF_MULTI_QUEUE = 0x0100
-IFF_VNET_HDR = 0x4000
-TUNSETOFFLOAD = 0x400454D0
-TUNSETVNETHDRSZ = 0x400454D8
-TUN_F_CSUM = 0x01
-TUN_F_TSO4 = 0x02
+TUNSETIFF: Final = 0x400454CA
+TUNSETPERSIST: Final = 0x400454CB
+IFF_TAP: Final = 0x0002
+IFF_NO_PI: Final = 0x1000
+IFF_MULTI_QUEUE: Final = 0x0100
+IFF_VNET_HDR: Final = 0x4000
+TUNSETOFFLOAD: Final = 0x400454D0
+TUNSETVNETHDRSZ: Final = 0x400454D8
+TUN_F_CSUM: Final = 0x01
+TUN_F_TSO4: Final = 0x02
 # <linux/sockios.h>, <linux/if.h>
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
+SIOCGIFFLAGS: Final = 0x8913
+SIOCSIFFLAGS: Final = 0x8914
+IFF_UP: Final = 0x1
 # <linux/if_packet.h>: Python's socket module has none of these.
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_AUXDATA = 8
-PACKET_VNET_HDR = 15
-PACKET_FANOUT = 18
-PACKET_IGNORE_OUTGOING = 23
-PACKET_FANOUT_HASH = 0
-PACKET_OUTGOING = 4
-TP_STATUS_CSUMNOTREADY = 0x8
-ETH_P_ALL = 0x0003
+SOL_PACKET: Final = 263
+PACKET_ADD_MEMBERSHIP: Final = 1
+PACKET_MR_PROMISC: Final = 1
+PACKET_AUXDATA: Final = 8
+PACKET_VNET_HDR: Final = 15
+PACKET_FANOUT: Final = 18
+PACKET_IGNORE_OUTGOING: Final = 23
+PACKET_FANOUT_HASH: Final = 0
+PACKET_OUTGOING: Final = 4
+TP_STATUS_CSUMNOTREADY: Final = 0x8
+ETH_P_ALL: Final = 0x0003
 
-_MAX_FRAME = 65536 + 64  # a GSO super-frame from a veth peer can exceed the MTU
-_AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
+_MAX_FRAME: Final = 65536 + 64  # a GSO super-frame from a veth peer can exceed the MTU
+_AUXDATA: Final = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
 
-CSUM, TSO4, GRO = "csum", "tso4", "gro"
-ALL_OFFLOADS = frozenset((CSUM, TSO4, GRO))
+CSUM: Final = "csum"
+TSO4: Final = "tso4"
+GRO: Final = "gro"
+ALL_OFFLOADS: Final = frozenset((CSUM, TSO4, GRO))
 NO_OFFLOADS: frozenset[str] = frozenset()
 
 

@@ -62,7 +62,7 @@ from seashard.tcp.reassembly import ReassemblyBudget
 from seashard.tcp.segment import Flags, Segment
 from seashard.tcp.seq import seq_add
 from seashard.tcp.syncookies import MAX_AGE, PERIOD, SynCookies, cookie_synack
-from seashard.wire.checksum import internet_checksum, pseudo_header_sum
+from seashard.wire.checksum import Buffer, internet_checksum, pseudo_header_sum
 from seashard.wire.errors import MalformedError
 from seashard.wire.ethernet import mac_to_bytes
 from seashard.wire.ipv4 import IpProto, IPv4Packet
@@ -211,7 +211,7 @@ class TcpLayer:
         """The Interface's TCP handler. MalformedError propagates: it counts the drop."""
         self.on_tcp(ip.src, data, now)
 
-    def on_tcp(self, src: str, data: bytes, now: float) -> None:
+    def on_tcp(self, src: str, data: Buffer, now: float) -> None:
         """The Interface's direct-path TCP handler (``Interface.tcp_segment``): a segment
         from ``src`` to us. MalformedError propagates: it counts the drop."""
         pseudo = self._pseudo.get(src)
@@ -230,7 +230,7 @@ class TcpLayer:
                 owner = self._owner(key)
                 if owner != self.shard_id:
                     self.stats["segments_forwarded"] += 1
-                    self.forward(owner, src, data)
+                    self.forward(owner, src, bytes(data))
                     return
         elif conn.tcp.state is State.ESTABLISHED:
             # _segment_in's steps for a connection in ESTABLISHED, in short (only
