@@ -73,11 +73,7 @@ if TYPE_CHECKING:
 
 EPHEMERAL: Final = range(32768, 61000)
 _TCP_HEADER: Final = struct.Struct("!HHIIBBHHH")
-_TCP_REST: Final = struct.Struct("!IIBBHHH")  # after the ports (which the template holds)
-_TCP_REST_TS: Final = struct.Struct("!IIBBHHHHHII")  # ... and NOP NOP TS: an established segment
-_PORTS: Final = struct.Struct("!HH")
 _IP_TEMPLATE: Final = struct.Struct("!BBHHHBBH4s4s")
-_IP_FIELDS: Final = struct.Struct("!HH")  # total length, identifier (frame offset 16)
 _CSUM: Final = struct.Struct("!H")
 # (eth + ipv4 header, the ipv4 header's word sum, the pseudo-header sum (length 0),
 #  ARP generation, ARP expiry), per remote address: see TcpLayer._template
@@ -86,7 +82,14 @@ MAX_TEMPLATES: Final = 4096
 _LATER: Final = 0  # later, or not at all
 _EARLIER: Final = 1  # earlier than the loop timer's
 _NO_DEADLINE: Final = 2  # none left, or the connection is gone
-_Template = tuple[bytes, int, int, int, float]
+# A remote address's header template (see _template): the prefix's pieces, the IPv4
+# header's sum, the pseudo-header's sum, the ARP generation and expiry it holds for.
+_Template = tuple[bytes, bytes, bytes, int, int, int, float]
+# A frame's headers in one pack: Ethernet and IPv4 up to the total length, total length,
+# identifier, flags to protocol, checksum, addresses; then TCP from the ports (no
+# options, or NOP NOP TS).
+_FRAME: Final = struct.Struct("!16sHH4sH8sHHIIBBHHH")
+_FRAME_TS: Final = struct.Struct("!16sHH4sH8sHHIIBBHHHHHII")
 # Cookie ACKs are only looked for while a listener sent cookies this recently
 # (Linux: tcp_synq_no_recent_overflow), so a blind ACK flood meets no hash at all.
 COOKIE_WINDOW: Final = MAX_AGE * PERIOD
@@ -734,13 +737,18 @@ class TcpLayer:
         ip_sum = sum(struct.unpack("!10H", ip_header))
         prefix = mac_to_bytes(mac) + mac_to_bytes(iface.mac) + b"\x08\x00" + ip_header
         pseudo = pseudo_header_sum(iface.ip, remote, IpProto.TCP, 0)
-        return (prefix, ip_sum, pseudo, iface.arp.generation, expires)
+        # _FRAME's pieces of the prefix: up to the IPv4 length, between the identifier
+        # and the checksum, the addresses
+        return (
+            prefix[:16], prefix[20:24], prefix[26:34], ip_sum, pseudo,
+            iface.arp.generation, expires,
+        )  # fmt: skip
 
     def _transmit_conn(self, conn: NativeConnection, seg: Segment, now: float, mss: int) -> None:
         iface = self.interface
         remote, rport, lport = conn.key
         tx = self._hops.get(remote)
-        if tx is None or tx[3] != iface.arp.generation or now >= tx[4]:
+        if tx is None or tx[5] != iface.arp.generation or now >= tx[6]:
             tx = self._template(remote, now)
             if tx is None:
                 self._transmit(remote, lport, rport, seg, now, mss)
@@ -749,36 +757,23 @@ class TcpLayer:
                 self._hops.clear()  # many peers come and go: rebuilt as they send again
             self._hops[remote] = tx
         self.stats["segments_out"] += 1
-        prefix, ip_sum, pseudo, _, _ = tx
+        head, mid, addrs, ip_sum, pseudo, _, _ = tx
         payload = seg.payload
-        frame = bytearray(prefix)
-        frame += _PORTS.pack(lport, rport)
-        seq, ack = seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF
+        plen = len(payload)
+        ts = seg.timestamps
+        opts = b""
         if (
             seg.mss is None
             and seg.wscale is None
             and not seg.sack_permitted
             and not seg.sack_blocks
         ):
-            ts = seg.timestamps
-            if ts is None:
-                frame += _TCP_REST.pack(seq, ack, 0x50, int(seg.flags), seg.window, 0, 0)
-                hlen = 20
-            else:
-                frame += _TCP_REST_TS.pack(
-                    seq, ack, 0x80, int(seg.flags), seg.window, 0, 0,
-                    0x0101, 0x080A, ts[0], ts[1],
-                )  # fmt: skip
-                hlen = 32
+            hlen = 20 if ts is None else 32
         else:
             opts = build_options(
                 seg.mss, seg.wscale, seg.sack_permitted, seg.timestamps, seg.sack_blocks
             )
             hlen = 20 + len(opts)
-            frame += _TCP_REST.pack(seq, ack, hlen << 2, int(seg.flags), seg.window, 0, 0)
-            frame += opts
-        frame += payload
-        plen = len(payload)
         total = 20 + hlen + plen  # the IPv4 datagram
         gso = mss if mss and plen > mss else 0
         if gso:
@@ -792,21 +787,42 @@ class TcpLayer:
         s = ip_sum + total + ident
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
-        _IP_FIELDS.pack_into(frame, 16, total, ident)
-        _CSUM.pack_into(frame, 24, ~s & 0xFFFF)
         partial = bool(gso) or "csum" in iface.offloads
         tcp_len = total - 20
-        if partial:
-            csum = (pseudo + tcp_len) % 0xFFFF or 0xFFFF  # the pseudo-header sum
+        # With "csum" (or TSO) the checksum field holds the pseudo-header sum for the
+        # device to finish; without, it is summed below, over the frame built with 0.
+        csum = ((pseudo + tcp_len) % 0xFFFF or 0xFFFF) if partial else 0
+        seq, ack, flags, window = (
+            seg.seq & 0xFFFFFFFF,
+            seg.ack & 0xFFFFFFFF,
+            int(seg.flags),
+            seg.window,
+        )
+        # The whole header in one pack, then the payload in one copy.
+        if ts is not None and not opts:
+            header = _FRAME_TS.pack(
+                head, total, ident, mid, ~s & 0xFFFF, addrs, lport, rport,
+                seq, ack, 0x80, flags, window, csum, 0, 0x0101, 0x080A, ts[0], ts[1],
+            )  # fmt: skip
         else:
-            # internet_checksum(frame[34:], pseudo + tcp_len), in one C call or two
-            c = int.from_bytes(frame[34:], "big")
-            if tcp_len & 1:
-                c <<= 8
-            c += pseudo + tcp_len
-            csum = ~(c % 0xFFFF or 0xFFFF) & 0xFFFF if c else 0xFFFF
-        _CSUM.pack_into(frame, 50, csum)
-        iface.send_frame(frame, gso, partial)
+            header = _FRAME.pack(
+                head, total, ident, mid, ~s & 0xFFFF, addrs, lport, rport,
+                seq, ack, hlen << 2, flags, window, csum, 0,
+            )  # fmt: skip
+            if opts:
+                header += opts
+        if partial:
+            iface.send_frame(header + payload, gso, True)
+            return
+        frame = bytearray(header)
+        frame += payload
+        # internet_checksum(frame[34:], pseudo + tcp_len), in one C call or two
+        c = int.from_bytes(frame[34:], "big")
+        if tcp_len & 1:
+            c <<= 8
+        c += pseudo + tcp_len
+        _CSUM.pack_into(frame, 50, ~(c % 0xFFFF or 0xFFFF) & 0xFFFF if c else 0xFFFF)
+        iface.send_frame(frame, 0, False)
 
     # ------------------------------------------------------------- app calls
 
