@@ -44,7 +44,10 @@ class SendBuffer:
 
     def peek(self, offset: int, n: int) -> bytes:
         """Bytes ``[offset, offset + n)`` (from the oldest unacknowledged byte)."""
-        with memoryview(self._buf) as mv:
+        buf = self._buf
+        if offset == 0 and n >= len(buf):
+            return bytes(buf)  # all of it (a reply that fits in one segment): one copy
+        with memoryview(buf) as mv:
             return mv[offset : offset + n].tobytes()
 
     def consume(self, n: int) -> None:

@@ -925,18 +925,26 @@ class Connection:
         """When ``on_timer`` must next be called (None: no timer running)."""
         if self.state is State.TIME_WAIT:
             return self.time_wait_until
-        best: float | None = None
-        for d in (
-            self._rtx_deadline,
-            self._tlp_deadline,
-            self._rack_deadline,
-            self._persist_deadline,
-            self._delack_deadline,
-            self._ka_deadline,
-            self._fw2_deadline,
-        ):
-            if d is not None and (best is None or d < best):
-                best = d
+        # Written out: a tuple of seven and a loop over it, on every segment, cost more.
+        best = self._rtx_deadline
+        d = self._tlp_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._rack_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._persist_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._delack_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._ka_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self._fw2_deadline
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def on_timer(self, now: float) -> None:

@@ -90,6 +90,7 @@ class _VnetRx:
         self._hdr = bytearray(vnet.VNET_HDR_LEN)
         self._buf = bytearray(_MAX_FRAME)
         self._bufs = [self._hdr, self._buf]
+        self._view = memoryview(self._buf)  # frames are copied out of it: one slice each
         self.vnet_drops: Counter[str] = Counter()  # received headers that made no sense
         self.stats: Counter[str] = Counter()
         # The last valid header without GSO, its csum_ok, and the shortest frame it is
@@ -105,7 +106,7 @@ class _VnetRx:
         if size < 0:
             self.vnet_drops["truncated"] += 1
             return None
-        frame = bytes(memoryview(self._buf)[:size])
+        frame = self._view[:size].tobytes()
         hdr = self._hdr
         if hdr == vnet.PLAIN:
             self.rx_csum_valid = False
