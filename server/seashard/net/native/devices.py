@@ -278,7 +278,10 @@ class TapDevice(_VnetRx):
 
 def _tun_ioctl_call(fd: int, request: int, value: int) -> None:
     """TUNSETOFFLOAD (an int by value) or TUNSETVNETHDRSZ (a pointer to an int)."""
-    fcntl.ioctl(fd, request, struct.pack("i", value) if request == TUNSETVNETHDRSZ else value)
+    if request == TUNSETVNETHDRSZ:
+        fcntl.ioctl(fd, request, struct.pack("i", value))
+    else:
+        fcntl.ioctl(fd, request, value)
 
 
 # The kernel calls tests replace to make the kernel refuse (monkeypatch.setattr(devices,

@@ -421,29 +421,30 @@ class Interface:
         """A complete Ethernet + IPv4 frame to a resolved neighbour, built by the caller
         (TCP's per-connection header templates, with ``take_ident``); counted as
         ``send_ipv4`` counts what it sends."""
-        if gso_size or csum_partial:
-            ok = self._device_transmit(frame, gso_size, csum_partial)  # type: ignore[call-arg]
+        if self._device_send(frame, gso_size, csum_partial):
+            self._fast_out += 1
+            self._fast_out_bytes += len(frame)
         else:
-            ok = self._device_transmit(frame)
-        if ok is False:
             self._counters["ipv4_sent"] += 1
-            self.tx_drops["device"] += 1
-            return
-        self._fast_out += 1
-        self._fast_out_bytes += len(frame)
 
     def _transmit(
         self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False
     ) -> None:
+        if self._device_send(frame, gso_size, csum_partial):
+            self._counters["frames_sent"] += 1
+            self._counters["bytes_sent"] += len(frame)
+
+    def _device_send(self, frame: bytes | bytearray, gso_size: int, csum_partial: bool) -> bool:
+        """To the device (a plain frame as the one argument: any transmit hook takes
+        that); False, counted, when it dropped it."""
         if gso_size or csum_partial:
             ok = self._device_transmit(frame, gso_size, csum_partial)  # type: ignore[call-arg]
         else:
             ok = self._device_transmit(frame)
         if ok is False:
             self.tx_drops["device"] += 1
-            return
-        self._counters["frames_sent"] += 1
-        self._counters["bytes_sent"] += len(frame)
+            return False
+        return True
 
 
 def _first_octet(ip: str) -> int:

@@ -586,8 +586,10 @@ class TcpLayer:
     # when a connection's deadline moves earlier than the one it has queued; one
     # that moved later is left and re-queued when it comes up (Linux's lazy
     # sk_reset_timer), so a busy connection does not churn the heap, and an idle
-    # one with no deadline holds nothing.  The loop sees one timer, at the
-    # earliest true deadline (``next_deadline``).
+    # one with no deadline holds nothing.  The loop sees one timer, set at the
+    # earliest true deadline (``next_deadline``) when it is armed; a deadline that
+    # moved later since leaves it to fire early, find nothing due and re-arm (see
+    # ``_settle``).
 
     def _pop_timer(self) -> tuple[float, NativeConnection]:
         when, _, conn = heapq.heappop(self._timers)
