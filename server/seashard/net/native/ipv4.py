@@ -56,6 +56,8 @@ _ETH_IPV4: Final = struct.Struct("!6s6xHBxH2xHBB2x4s4s")
 
 _LIMITED_BROADCAST: Final = "255.255.255.255"
 _MAX_NAMES: Final = 4096  # source addresses whose text form is kept (a flood cannot grow it)
+# What a frame the direct path takes counts in, besides frames_accepted and bytes_received
+_DIRECT_IN: Final = ("frames_received", "ipv4_received", "tcp_segments_received")
 
 
 def _ip_int(ip: str) -> int:
@@ -177,7 +179,7 @@ class Interface:
         c = self._counters
         if self._fast_in:
             n, self._fast_in = self._fast_in, 0
-            for key in ("frames_received", "ipv4_received", "tcp_segments_received"):
+            for key in _DIRECT_IN:
                 c[key] += n
             c["frames_accepted"] += n
             c["bytes_received"] += self._fast_in_bytes
@@ -251,7 +253,7 @@ class Interface:
                         handler(src, memoryview(frame)[34 : 14 + total], now)
                     except MalformedError as exc:
                         c = self._counters
-                        for key in ("frames_received", "ipv4_received", "tcp_segments_received"):
+                        for key in _DIRECT_IN:
                             c[key] += 1
                         c["bytes_received"] += n
                         self.drop(f"tcp_{exc.reason}")

@@ -75,8 +75,7 @@ EPHEMERAL: Final = range(32768, 61000)
 _TCP_HEADER: Final = struct.Struct("!HHIIBBHHH")
 _IP_TEMPLATE: Final = struct.Struct("!BBHHHBBH4s4s")
 _CSUM: Final = struct.Struct("!H")
-# (eth + ipv4 header, the ipv4 header's word sum, the pseudo-header sum (length 0),
-#  ARP generation, ARP expiry), per remote address: see TcpLayer._template
+# Header templates and pseudo-header sums kept, one per remote address (bounded caches)
 MAX_TEMPLATES: Final = 4096
 # How _settle moved a connection's deadline (plain ints: compiled, they cost nothing)
 _LATER: Final = 0  # later, or not at all
