@@ -258,3 +258,23 @@ def test_several_hosts_in_one_run_each_get_the_load(serve) -> None:  # type: ign
             if line.startswith("seashard_connections_total{")
         )
         assert total > 0
+
+
+def test_echo_payloads_differ_per_request_and_follow_the_seed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from seashard.apps import loadgen
+
+    def run(seed: int) -> list[bytes]:
+        monkeypatch.setattr(loadgen, "_pools", {})  # a fresh shard's pool
+        rng = random.Random(seed)
+        return [loadgen.echo_payload(4096, rng) for _ in range(200)]
+
+    first = run(7)
+    assert all(len(p) == 4096 for p in first)
+    assert len(set(first)) == len(first)  # no two requests expect the same reply
+    assert run(7) == first  # --seed reproduces the run's payloads
+    assert run(8) != first
+    # a reply shifted by a byte (a lost or duplicated byte) is never the expected one
+    pool = loadgen._pools[4096]
+    assert all(pool[i : i + 4096] != pool[i + 1 : i + 4097] for i in range(0, 1000, 7))

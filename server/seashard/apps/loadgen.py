@@ -31,6 +31,22 @@ from seashard.apps.loadstats import Key, Series, Stats
 from seashard.net import SocketAddress
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+# Echo payloads are windows of one random pool per size, at a random offset each:
+# ``randbytes`` per request cost the driver two thirds of its CPU at 256 KiB (the
+# Mersenne Twister and two big-integer conversions), so a bulk benchmark measured
+# the driver. POOL_SLACK + 1 offsets: a reply to another request, or shifted by a
+# few bytes, still differs.
+POOL_SLACK = 64 * 1024
+_pools: dict[int, bytes] = {}  # payload size -> pool, for this shard's workers
+
+
+def echo_payload(size: int, rng: random.Random) -> bytes:
+    """``size`` random bytes for one echo request: a window of this shard's pool."""
+    pool = _pools.get(size)
+    if pool is None:
+        pool = _pools[size] = rng.randbytes(size + POOL_SLACK)
+    start = rng.randrange(POOL_SLACK + 1)
+    return pool[start : start + size]
 
 
 @dataclass
@@ -193,7 +209,7 @@ async def _echo_worker(
                 if cfg.requests_per_connection and done >= cfg.requests_per_connection:
                     break
                 await pacer.wait()
-                payload = rng.randbytes(cfg.size)
+                payload = echo_payload(cfg.size, rng)
                 start = time.monotonic()
                 await out.write(payload)
                 await out.flush()
