@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seashard import allocator
 from seashard.channel import Channel, channel_pair
 from seashard.shm import SharedCounters
 from seashard.supervisor import (  # noqa: F401 (re-exported)
@@ -258,6 +259,7 @@ def _shard_process(
             b.close()
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    allocator.keep_freed_memory()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     shard = Shard(id=shard_id, count=count, cpu=cpu, loop=loop, counters=counters)
