@@ -809,6 +809,25 @@ class Connection:
         if not rbuf.size:
             return b""
         data = rbuf.read(max_bytes)
+        self._read_done()
+        return data
+
+    def recv_some(self, limit: int, now: float | None = None) -> bytes:
+        """What a stream's read returns: all in-order bytes when they total at most
+        ``limit``, else whole received chunks up to it (at least one): a bulk reader is
+        not handed one join of every 64 KB segment a batch brought (a copy, and for
+        large joins a fresh mapping whose pages fault in)."""
+        rbuf = self._rbuf
+        if now is not None:
+            self._clock = now
+        if not rbuf.size:
+            return b""
+        data = rbuf.read_some(limit)
+        self._read_done()
+        return data
+
+    def _read_done(self) -> None:
+        rbuf = self._rbuf
         if self.state in _RECEIVING and not self.fin_received:
             # A window update: send an ACK now if the window can open significantly
             # (the receiver-side SWS rule allows moving the right edge, and the new
@@ -826,7 +845,6 @@ class Connection:
             if free - cur >= (half if half < mss else mss) and free >= 2 * cur:
                 self.stats.window_updates += 1
                 self._emit_ack()
-        return data
 
     def close(self, now: float) -> None:
         """The CLOSE call: our FIN follows the queued data.  Receiving continues
@@ -1957,7 +1975,7 @@ class Connection:
             self._arm_tlp(now)  # Linux re-schedules the probe after every write
         return sent
 
-    def _emit_data(self, seq: int, flags: int, payload: bytes, now: float) -> None:
+    def _emit_data(self, seq: int, flags: int, payload: bytes | memoryview, now: float) -> None:
         """Emit a data and/or FIN segment; bookkeeping for retransmissions and RTT."""
         n = len(payload)
         end = (seq + n + (flags & _FIN)) & SEQ_MASK
@@ -2049,7 +2067,7 @@ class Connection:
         self._emit_data(una, flags, payload, now)
         return seq_add(una, n + (1 if flags & _FIN else 0))
 
-    def _emit(self, seq: int, flags: int, payload: bytes = b"") -> None:
+    def _emit(self, seq: int, flags: int, payload: bytes | memoryview = b"") -> None:
         if flags & _ACK:
             # The window field of an outgoing non-SYN segment, written out here.
             # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): the right edge only advances

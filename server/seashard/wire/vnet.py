@@ -50,7 +50,7 @@ _UDP_CSUM_OFFSET: Final = 6
 PLAIN: Final = bytes(VNET_HDR_LEN)  # the header of a frame that asks for nothing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VnetHeader:
     flags: int = 0
     gso_type: int = GSO_NONE
@@ -58,6 +58,25 @@ class VnetHeader:
     gso_size: int = 0
     csum_start: int = 0
     csum_offset: int = 0
+
+    # Written out, as Segment's is: compiled, dataclass's generated __init__ runs as
+    # interpreted Python, once per GRO frame received (and frozen=True would make it
+    # set each field through object.__setattr__).
+    def __init__(
+        self,
+        flags: int = 0,
+        gso_type: int = GSO_NONE,
+        hdr_len: int = 0,
+        gso_size: int = 0,
+        csum_start: int = 0,
+        csum_offset: int = 0,
+    ) -> None:
+        self.flags = flags
+        self.gso_type = gso_type
+        self.hdr_len = hdr_len
+        self.gso_size = gso_size
+        self.csum_start = csum_start
+        self.csum_offset = csum_offset
 
     @property
     def needs_csum(self) -> bool:

@@ -7,6 +7,8 @@ Memory itself is measured by scripts/bench_scale, never here."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seashard.tcp import Connection, Segment, TcpConfig
 from seashard.tcp.buffers import RecvBuffer, SendBuffer
@@ -53,7 +55,7 @@ def assert_lean(conn: Connection) -> None:
     assert conn._push_marks == ()
     assert conn._out == ()
     assert conn._rbuf._chunks == ()
-    assert conn._sbuf._buf == b""
+    assert conn._sbuf._chunks == ()
     assert conn._rsack.blocks == ()
     assert conn._rack is not None and conn._rack.segs == ()
 
@@ -259,10 +261,80 @@ def test_send_buffer_goes_back_to_empty_and_serves_again() -> None:
     assert buf.peek(0, 6) == b"efghij" and len(buf) == 6
     assert buf.write(b"XY") == 2 and buf.peek(4, 4) == b"ijXY"
     buf.consume(8)
-    assert len(buf) == 0 and buf._buf == b""
+    assert len(buf) == 0 and buf._chunks == ()
     assert buf.write(bytearray(b"mn")) == 2 and buf.peek(0, 2) == b"mn"
     buf.clear()
     assert len(buf) == 0 and buf.space == 10
+
+
+def test_send_buffer_keeps_written_bytes_and_peeks_views_of_them() -> None:
+    """A bulk writer's bytes are not copied in, and a segment's worth is a view of them."""
+    buf = SendBuffer(1 << 20)
+    big = bytes(range(256)) * 256  # 64 KiB
+    assert buf.write(big) == len(big)
+    assert buf.peek(0, len(big)) is big
+    part = buf.peek(1000, 1448)
+    assert isinstance(part, memoryview) and part.obj is big and part == big[1000:2448]
+    mutable = bytearray(b"q" * 2000)
+    buf.write(mutable)
+    mutable[:] = b"z" * 2000  # the writer may change what it wrote: the buffer copied it
+    assert buf.peek(len(big), 2000) == b"q" * 2000
+    assert buf.peek(len(big) - 10, 20) == big[-10:] + b"q" * 10  # across two chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("write"),
+                st.binary(max_size=3000),
+                st.sampled_from([bytes, bytearray, memoryview]),
+            ),
+            st.tuples(st.just("peek"), st.integers(0, 9000), st.integers(0, 5000)),
+            st.tuples(st.just("consume"), st.integers(0, 4000)),
+        ),
+        max_size=60,
+    )
+)
+def test_send_buffer_matches_one_flat_bytearray(ops: list[tuple]) -> None:
+    """Chunks, a bytearray tail and a head offset: the same bytes as the flat model."""
+    cap = 8000
+    buf, model = SendBuffer(cap), bytearray()
+    for op in ops:
+        if op[0] == "write":
+            taken = buf.write(op[2](op[1]))
+            assert taken == min(len(op[1]), cap - len(model))
+            model += op[1][:taken]
+        elif op[0] == "peek":
+            assert buf.peek(op[1], op[2]) == model[op[1] : op[1] + op[2]]
+        else:
+            buf.consume(op[1])
+            del model[: op[1]]
+        assert len(buf) == len(model) and buf.space == cap - len(model)
+    assert buf.peek(0, cap) == model
+    buf.consume(len(model))
+    assert buf._chunks == ()  # empty again: an idle connection's buffer holds nothing
+
+
+def test_recv_buffer_read_some_hands_large_chunks_over_whole() -> None:
+    """A stream read (Connection.recv_some) joins small chunks but never copies a big one."""
+    buf = RecvBuffer()
+    small = [b"a" * 100, b"b" * 200]
+    for c in small:
+        buf.append(c)
+    assert buf.read_some(1000) == b"a" * 100 + b"b" * 200 and len(buf) == 0
+    big = [bytes([i]) * 60_000 for i in range(3)]
+    for c in big:
+        buf.append(c)
+    buf.append(b"tail")
+    assert buf.read_some(65536) is big[0]  # alone: not copied
+    assert len(buf) == 2 * 60_000 + 4
+    assert buf.read_some(200_000) == big[1] + big[2] + b"tail"  # all fit: joined
+    buf.append(b"x" * 10)
+    buf.append(b"y" * 70_000)
+    assert buf.read_some(65536) == b"x" * 10  # the next chunk would pass the limit
+    assert buf.read_some(65536) == b"y" * 70_000 and buf.read_some(10) == b""
 
 
 def test_recv_buffer_partial_reads_across_chunks_then_empty() -> None:
