@@ -103,6 +103,7 @@ def test_template_expired_entry_resolves_again() -> None:
     ts=st.none() | st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
     sack=st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)), max_size=3),
     csum=st.booleans(),
+    parts=st.booleans(),
 )
 def test_template_frame_is_the_general_builders_frame(
     seq: int,
@@ -113,15 +114,26 @@ def test_template_frame_is_the_general_builders_frame(
     ts: tuple[int, int] | None,
     sack: list[tuple[int, int]],
     csum: bool,
+    parts: bool,
 ) -> None:
     """Byte for byte what TcpPacket + IPv4Packet + EthernetFrame build (the plain
-    path), and with the "csum" offload the partial checksum in its place."""
+    path), and with the "csum" offload the partial checksum in its place; sent whole,
+    or (``parts``: a device with ``send_parts``) as headers and the payload itself."""
     bench = Bench(TcpConfig(mss=1460))
     try:
         peer, conn = bench.established()
         bench.iface.offloads = frozenset({"csum"}) if csum else frozenset()
         sent: list[tuple[bytes, int, bool]] = []
         bench.iface._device_transmit = lambda f, g=0, c=False: sent.append((bytes(f), g, c))
+        tails: list[object] = []
+        if parts:
+
+            def send_parts(head: bytes, tail: bytes, g: int, c: bool) -> bool:
+                tails.append(tail)
+                sent.append((bytes(head) + bytes(tail), g, c))
+                return True
+
+            bench.iface._device_transmit_parts = send_parts
         ident = bench.iface._ident
         seg = Segment(seq, ack, Flags(flag_bits), window, payload, timestamps=ts)
         seg.sack_blocks = tuple(sack)
@@ -136,6 +148,10 @@ def test_template_frame_is_the_general_builders_frame(
         ip = IPv4Packet(OUR_IP, PEER_IP, IpProto.TCP, bytes(data), ident=ident)
         want = EthernetFrame(PEER_MAC, bench.iface.mac, ETH_P_IPV4, ip.build()).build()
         assert bytes(frame) == want
+        # The payload goes to the device as it is, with no copy behind the headers,
+        # wherever the device can take two parts and the kernel sums the checksum.
+        assert tails == ([payload] if parts and csum and payload else [])
+        assert all(t is payload for t in tails)
     finally:
         bench.close()
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from seashard.wire.arp import ArpOp, ArpPacket
+from seashard.wire.checksum import Buffer
 from seashard.wire.ethernet import (
     BROADCAST_MAC,
     ETH_P_ARP,
@@ -22,7 +23,7 @@ from seashard.wire.ethernet import (
     mac_to_str,
 )
 
-Transmit = Callable[[bytes | bytearray], object]  # TCP sends the bytearray it built
+Transmit = Callable[[Buffer], object]  # a frame: bytes, or the bytearray or view TCP built
 LearnHook = Callable[[str, str], None]
 WakeupHook = Callable[[float], None]
 

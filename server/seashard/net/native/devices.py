@@ -264,6 +264,21 @@ class TapDevice(_VnetRx):
             return False
         return True
 
+    def send_parts(
+        self, head: Buffer, tail: Buffer, gso_size: int = 0, csum_partial: bool = False
+    ) -> bool:
+        """``send(head + tail)``, with ``head`` holding every header: one writev of the
+        vnet header and both parts, so ``tail`` (a payload) is not copied to join them."""
+        if not self._vnet:
+            return self.send(bytes(head) + tail, gso_size, csum_partial)
+        try:
+            os.writev(self._fd, (vnet.header_for(head, gso_size, csum_partial), head, tail))
+        except (OSError, ValueError):
+            return False
+        if gso_size:
+            self.stats["tx_gso_frames"] += 1
+        return True
+
     def _write(self, frame: Buffer) -> None:
         os.write(self._fd, frame)
 
@@ -402,6 +417,20 @@ class PacketDevice(_VnetRx):
                 self._sock.send(frame)
         except (OSError, ValueError):  # ENOBUFS/EAGAIN when the queue is full, ENETDOWN
             return False
+        return True
+
+    def send_parts(
+        self, head: Buffer, tail: Buffer, gso_size: int = 0, csum_partial: bool = False
+    ) -> bool:
+        """As ``TapDevice.send_parts``: one sendmsg of the vnet header and both parts."""
+        if not self._vnet:
+            return self.send(bytes(head) + tail, gso_size, csum_partial)
+        try:
+            self._sock.sendmsg((vnet.header_for(head, gso_size, csum_partial), head, tail))
+        except (OSError, ValueError):
+            return False
+        if gso_size:
+            self.stats["tx_gso_frames"] += 1
         return True
 
     def close(self) -> None:

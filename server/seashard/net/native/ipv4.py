@@ -48,6 +48,9 @@ TcpHandler = Callable[[IPv4Packet, bytes, float], None]
 # The direct path's TCP handler: (source address, the segment, now), the segment a view
 # into the frame there; the same contract otherwise (``Interface.tcp_segment``).
 TcpSegmentHandler = Callable[[str, Buffer, float], None]
+# A device's two-part send (``TapDevice.send_parts``): headers, then the payload behind
+# them in the same write, so the payload is not copied to build the frame.
+PartsTransmit = Callable[[Buffer, Buffer, int, bool], bool]
 
 # Ethernet + a 20-byte IPv4 header, the fields the direct path checks: destination
 # MAC, ethertype, version/IHL, total length, flags/fragment offset, TTL, protocol,
@@ -112,6 +115,7 @@ class Interface:
         ident_start: int = 0,
         arp_options: Mapping[str, float] | None = None,
         offloads: frozenset[str] = frozenset(),
+        transmit_parts: PartsTransmit | None = None,
     ) -> None:
         self.config = config
         self.offloads = offloads  # the device's: "csum", "tso4", "gro" (devices.py)
@@ -125,6 +129,7 @@ class Interface:
         # nothing unusual skip the EthernetFrame/IPv4Packet objects and come here.
         self.tcp_segment: TcpSegmentHandler | None = None
         self._device_transmit = transmit
+        self._device_transmit_parts = transmit_parts  # None: frames are sent whole
         self._counters: dict[str, int] = dict.fromkeys(
             (
                 "frames_received",
@@ -418,25 +423,39 @@ class Interface:
         return ident
 
     def send_frame(
-        self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False
+        self,
+        frame: Buffer,
+        gso_size: int = 0,
+        csum_partial: bool = False,
+        tail: Buffer = b"",
     ) -> None:
         """A complete Ethernet + IPv4 frame to a resolved neighbour, built by the caller
         (TCP's per-connection header templates, with ``take_ident``); counted as
-        ``send_ipv4`` counts what it sends."""
-        if self._device_send(frame, gso_size, csum_partial):
+        ``send_ipv4`` counts what it sends.  ``tail``: the rest of the frame (a
+        segment's payload), written behind ``frame`` in one writev where the device
+        can (a 64 KB TSO payload is then not copied in user space), else joined."""
+        n = len(frame) + len(tail)
+        if not tail:
+            ok = self._device_send(frame, gso_size, csum_partial)
+        elif self._device_transmit_parts is None:
+            ok = self._device_send(bytes(frame) + tail, gso_size, csum_partial)
+        elif self._device_transmit_parts(frame, tail, gso_size, csum_partial):
+            ok = True
+        else:
+            self.tx_drops["device"] += 1
+            ok = False
+        if ok:
             self._fast_out += 1
-            self._fast_out_bytes += len(frame)
+            self._fast_out_bytes += n
         else:
             self._counters["ipv4_sent"] += 1
 
-    def _transmit(
-        self, frame: bytes | bytearray, gso_size: int = 0, csum_partial: bool = False
-    ) -> None:
+    def _transmit(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> None:
         if self._device_send(frame, gso_size, csum_partial):
             self._counters["frames_sent"] += 1
             self._counters["bytes_sent"] += len(frame)
 
-    def _device_send(self, frame: bytes | bytearray, gso_size: int, csum_partial: bool) -> bool:
+    def _device_send(self, frame: Buffer, gso_size: int, csum_partial: bool) -> bool:
         """To the device (a plain frame as the one argument: any transmit hook takes
         that); False, counted, when it dropped it."""
         if gso_size or csum_partial:

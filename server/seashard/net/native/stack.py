@@ -112,8 +112,10 @@ class NativeStack:
                     self.device = PacketDevice(cfg.packet_device, shard.id, queues, offload=offload)
             except (DeviceError, ValueError) as exc:
                 raise smp.StartupError(str(exc)) from None
+        transmit_parts = None
         if self.device is not None:
             transmit = self.device.send
+            transmit_parts = getattr(self.device, "send_parts", None)  # the kernel devices'
             offloads = self.device.offloads
         else:
             # Without a queue of its own a shard sends through one that has one; that
@@ -129,6 +131,7 @@ class NativeStack:
             on_arp_reply_elsewhere=self._pass_arp_reply,
             arp_options={"max_entries": limits.arp_cache_entries},
             offloads=offloads,
+            transmit_parts=transmit_parts,
         )
         rss = RssSteering(shard.count) if queues < shard.count else None
         ip = self.interface.ip

@@ -799,7 +799,7 @@ class TcpLayer:
             int(seg.flags),
             seg.window,
         )
-        # The whole header in one pack, then the payload in one copy.
+        # The whole header in one pack; the payload goes behind it (send_frame's tail).
         if ts is not None and not opts:
             header = _FRAME_TS.pack(
                 head, total, ident, mid, ~s & 0xFFFF, addrs, lport, rport,
@@ -813,7 +813,7 @@ class TcpLayer:
             if opts:
                 header += opts
         if partial:
-            iface.send_frame(header + payload, gso, True)
+            iface.send_frame(header, gso, True, payload)  # the payload behind it, uncopied
             return
         frame = bytearray(header)
         frame += payload
