@@ -46,9 +46,12 @@ class CaptureHelper:
     def start(self, name: str, iface: str | None = None, bpf: str = "") -> None:
         iface = iface or self.default_iface
         pcap = f"/tmp/{name}.pcap"
-        # -U: every packet is flushed, so the file is a valid pcap even if cut short
+        # -U: every packet is flushed, so the file is a valid pcap even if cut short.
+        # -B: a 32 MiB ring, not libpcap's 2 MiB: whole frames (-s 0) on a bridge carry
+        # 64 KB GSO frames, and with the lab's load on two CPUs a 2 MiB ring overflowed
+        # while tcpdump waited for a CPU (a tenth of a test's SYNs went missing).
         cmd = (
-            f"tcpdump -i {shlex.quote(iface)} --immediate-mode -U -s 0 -Z root "
+            f"tcpdump -i {shlex.quote(iface)} --immediate-mode -U -s 0 -B 32768 -Z root "
             f"-w {pcap} {bpf} > /tmp/{name}.log 2>&1 & echo $! > /tmp/{name}.pid"
         )
         self._sh(cmd)

@@ -803,31 +803,22 @@ class Connection:
         """Take up to ``max_bytes`` (all, when None) in-order received bytes.
         Returns b"" when nothing is buffered (check ``at_eof``/``error``).
         Reading may queue a window update."""
-        rbuf = self._rbuf
-        if now is not None:
-            self._clock = now
-        if not rbuf.size:
-            return b""
-        data = rbuf.read(max_bytes)
-        self._read_done()
-        return data
+        return self._read(max_bytes, False, now)
 
     def recv_some(self, limit: int, now: float | None = None) -> bytes:
         """What a stream's read returns: all in-order bytes when they total at most
         ``limit``, else whole received chunks up to it (at least one): a bulk reader is
         not handed one join of every 64 KB segment a batch brought (a copy, and for
         large joins a fresh mapping whose pages fault in)."""
+        return self._read(limit, True, now)
+
+    def _read(self, n: int | None, whole_chunks: bool, now: float | None) -> bytes:
         rbuf = self._rbuf
         if now is not None:
             self._clock = now
         if not rbuf.size:
             return b""
-        data = rbuf.read_some(limit)
-        self._read_done()
-        return data
-
-    def _read_done(self) -> None:
-        rbuf = self._rbuf
+        data = rbuf.read_some(n) if whole_chunks and n is not None else rbuf.read(n)
         if self.state in _RECEIVING and not self.fin_received:
             # A window update: send an ACK now if the window can open significantly
             # (the receiver-side SWS rule allows moving the right edge, and the new
@@ -845,6 +836,7 @@ class Connection:
             if free - cur >= (half if half < mss else mss) and free >= 2 * cur:
                 self.stats.window_updates += 1
                 self._emit_ack()
+        return data
 
     def close(self, now: float) -> None:
         """The CLOSE call: our FIN follows the queued data.  Receiving continues
