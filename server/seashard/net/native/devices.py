@@ -84,7 +84,7 @@ def offloads_label(offloads: frozenset[str]) -> str:
 
 
 class _VnetRx:
-    """Receive buffers and the header check shared by both devices."""
+    """What both kernel devices share: receive buffers, the header check, send_parts."""
 
     def __init__(self) -> None:
         self._hdr = bytearray(vnet.VNET_HDR_LEN)
@@ -132,6 +132,29 @@ class _VnetRx:
         return frame
 
     rx_csum_valid = False
+    _vnet = False
+
+    def send(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> bool:
+        raise NotImplementedError  # each device's own
+
+    def _send_vector(self, parts: tuple[Buffer, Buffer, Buffer]) -> None:
+        raise NotImplementedError  # each device's own: writev, sendmsg
+
+    def send_parts(
+        self, head: Buffer, tail: Buffer, gso_size: int = 0, csum_partial: bool = False
+    ) -> bool:
+        """``send(head + tail)``, with ``head`` holding every header: one writev (or
+        sendmsg) of the vnet header and both parts, so ``tail`` (a payload) is not
+        copied to join them. The plain path's software offload needs the frame whole."""
+        if not self._vnet:
+            return self.send(bytes(head) + tail, gso_size, csum_partial)
+        try:
+            self._send_vector((vnet.header_for(head, gso_size, csum_partial), head, tail))
+        except (OSError, ValueError):  # as send(): the queue is full, the link down
+            return False
+        if gso_size:
+            self.stats["tx_gso_frames"] += 1
+        return True
 
 
 def _set_up(name: str) -> None:
@@ -264,20 +287,8 @@ class TapDevice(_VnetRx):
             return False
         return True
 
-    def send_parts(
-        self, head: Buffer, tail: Buffer, gso_size: int = 0, csum_partial: bool = False
-    ) -> bool:
-        """``send(head + tail)``, with ``head`` holding every header: one writev of the
-        vnet header and both parts, so ``tail`` (a payload) is not copied to join them."""
-        if not self._vnet:
-            return self.send(bytes(head) + tail, gso_size, csum_partial)
-        try:
-            os.writev(self._fd, (vnet.header_for(head, gso_size, csum_partial), head, tail))
-        except (OSError, ValueError):
-            return False
-        if gso_size:
-            self.stats["tx_gso_frames"] += 1
-        return True
+    def _send_vector(self, parts: tuple[Buffer, Buffer, Buffer]) -> None:
+        os.writev(self._fd, parts)
 
     def _write(self, frame: Buffer) -> None:
         os.write(self._fd, frame)
@@ -419,19 +430,8 @@ class PacketDevice(_VnetRx):
             return False
         return True
 
-    def send_parts(
-        self, head: Buffer, tail: Buffer, gso_size: int = 0, csum_partial: bool = False
-    ) -> bool:
-        """As ``TapDevice.send_parts``: one sendmsg of the vnet header and both parts."""
-        if not self._vnet:
-            return self.send(bytes(head) + tail, gso_size, csum_partial)
-        try:
-            self._sock.sendmsg((vnet.header_for(head, gso_size, csum_partial), head, tail))
-        except (OSError, ValueError):
-            return False
-        if gso_size:
-            self.stats["tx_gso_frames"] += 1
-        return True
+    def _send_vector(self, parts: tuple[Buffer, Buffer, Buffer]) -> None:
+        self._sock.sendmsg(parts)
 
     def close(self) -> None:
         self._sock.close()

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 FlowKey = tuple[str, int, int]  # remote ip, remote port, local port
 
-# What the app sees for each way a connection failed (anything else: BrokenPipeError).
 # A read returns at most this much, in whole received chunks (more when one chunk is
 # larger): a 64 KB GRO segment reaches the application uncopied (Connection.recv_some).
 READ_MAX: Final = 64 * 1024
 
+# What the app sees for each way a connection failed (anything else: BrokenPipeError).
 _EXCEPTIONS: dict[TcpError, type[OSError]] = {
     TcpError.RESET: ConnectionResetError,
     TcpError.REFUSED: ConnectionResetError,
