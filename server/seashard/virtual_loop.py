@@ -4,9 +4,12 @@ coroutines resumed by hand, so the native stack runs deterministically in memory
 The packetdrill runner's native executor and the frame-level tests drive a
 TcpLayer with it: ``time``, ``call_soon``, ``call_at``/``call_later`` and
 ``create_future`` are what the layer asks of a loop (``call_soon`` callbacks run
-before anything else the loop does: resuming coroutines, reporting or firing
-timers); ``run_until`` moves the clock, firing what is due in order, and ``spawn``
-runs an app coroutine whose awaits are the layer's futures.
+before anything else the loop does: reporting or firing timers); ``run_until``
+moves the clock, firing what is due in order, and ``spawn`` runs an app coroutine
+whose awaits are the layer's futures.  As on asyncio, a coroutine resumes from the
+``call_soon`` queue its future's completion put it on: after what was queued before
+the completion, before what was queued after it (the TCP layer wakes a reader, then
+queues its own flush, so the reader's reply goes first).
 """
 
 from __future__ import annotations
@@ -63,9 +66,14 @@ class Proc:
         else:
             assert isinstance(yielded, asyncio.Future), f"awaited {yielded!r}"
             self.waiting = yielded
+            yielded.add_done_callback(self._resume)  # via the loop's call_soon queue
             return True
         self.finished_at = self.clock()
         return True
+
+    def _resume(self, fut: asyncio.Future[Any]) -> None:
+        if fut is self.waiting:
+            self.step()
 
     def value(self) -> Any:
         """The result (the coroutine must have finished); re-raises its exception."""
@@ -80,15 +88,17 @@ class VirtualLoop:
         self._now = start
         self._timers: list[TimerHandle] = []
         self._order = itertools.count()
-        self._futures = asyncio.new_event_loop()  # owns the futures; never run
         self.procs: list[Proc] = []
         self._soon: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
 
     def time(self) -> float:
         return self._now
 
-    def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
-        self._soon.append((fn, args))
+    def call_soon(self, fn: Callable[..., object], *args: Any, context: object = None) -> None:
+        self._soon.append((fn, args))  # (``context``: a future's callbacks pass one)
+
+    def get_debug(self) -> bool:  # asked by the futures this loop owns
+        return False
 
     def _run_soon(self) -> None:
         soon = self._soon
@@ -105,7 +115,7 @@ class VirtualLoop:
         return self.call_at(self._now + delay, fn, *args)
 
     def create_future(self) -> asyncio.Future[Any]:
-        return self._futures.create_future()
+        return asyncio.Future(loop=self)  # type: ignore[arg-type]  # what it asks: above
 
     def next_deadline(self) -> float | None:
         self._run_soon()
@@ -156,4 +166,3 @@ class VirtualLoop:
         for proc in self.procs:
             proc.coro.close()
         self.procs.clear()
-        self._futures.close()

@@ -819,10 +819,12 @@ class Connection:
         if not rbuf.size:
             return b""
         data = rbuf.read_some(n) if whole_chunks and n is not None else rbuf.read(n)
-        if self.state in _RECEIVING and not self.fin_received:
-            # A window update: send an ACK now if the window can open significantly
-            # (the receiver-side SWS rule allows moving the right edge, and the new
-            # window is at least twice what the peer currently sees).
+        if self.state in _RECEIVING and not self.fin_received and not self._ack_now:
+            # A window update, if the window can open significantly (the receiver-side
+            # SWS rule allows moving the right edge, and the new window is at least
+            # twice what the peer currently sees).  It is made due, not queued: it goes
+            # out on whatever the caller sends before it collects the output (an echo's
+            # reply), else alone.
             cap = self.config.recv_buffer
             free = cap - rbuf.size
             limit = 0xFFFF << self.rcv_shift
@@ -835,7 +837,7 @@ class Connection:
             mss = self.mss
             if free - cur >= (half if half < mss else mss) and free >= 2 * cur:
                 self.stats.window_updates += 1
-                self._emit_ack()
+                self._ack_now = self.output_due = True
         return data
 
     def close(self, now: float) -> None:
@@ -920,11 +922,14 @@ class Connection:
 
     @property
     def output_pending(self) -> bool:
-        """Segments wait in ``segments_out()``."""
-        return bool(self._out)
+        """Segments wait in ``segments_out()`` (or a read made an ACK due)."""
+        return bool(self._out) or self.output_due
 
     def segments_out(self) -> list[Segment]:
-        """Take the segments that must be sent now, in order."""
+        """Take the segments that must be sent now, in order (first what a read or a
+        deferred ``on_segment`` made due)."""
+        if self.output_due:
+            self.flush_output(self._clock)
         out = self._out
         if not out:
             return []

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 import pytest
-from frames_helpers import OUR_IP, PEER_IP, PEER_MAC, PORT, Bench, data_of, flags
+from frames_helpers import OUR_IP, PEER_IP, PEER_MAC, PORT, Bench, Peer, data_of, flags
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import TCP
 
 from seashard.net.native.driver import Driver
+from seashard.net.native.streams import NativeConnection
 from seashard.tcp import Flags, Segment, TcpConfig
 from seashard.wire.ethernet import ETH_P_IPV4, EthernetFrame
 from seashard.wire.ipv4 import IpProto, IPv4Packet
@@ -49,6 +53,57 @@ def test_data_made_sendable_by_a_batch_leaves_after_it() -> None:
     driver.pump()
     out = bench.take_tcp()
     assert [(flags(s), len(data_of(s))) for s in out] == [("PA", 500)]  # ACK rides on it
+
+
+async def _echo(conn: NativeConnection) -> None:
+    while buf := await conn.read():
+        await conn.write(buf)
+
+
+def _request_in_one_wakeup(
+    bench: Bench, peer: Peer, conn: NativeConnection, app: Coroutine[Any, Any, None], n: int
+) -> list[TCP]:
+    """The application waits in ``app``; ``n`` segments of 1,000 bytes come in one wakeup."""
+    bench.loop.spawn(app)
+    driver = Driver(bench.dev, bench.iface, bench.loop, batching=bench.layer)  # type: ignore[arg-type]
+    for i in range(n):
+        bench.dev.inject(bytes(peer.frame("PA", bytes([65 + i]) * 1000)))
+    assert driver.pump() == n
+    bench.loop.pump()
+    return bench.take_tcp()
+
+
+def test_the_reply_carries_the_ack_of_the_request_it_answers() -> None:
+    """Seastar's polled output: the batch's ACK waits for the reader it woke, and the
+    reply the application writes in that step carries it; no bare ACK goes first."""
+    bench = Bench(TcpConfig(mss=1460))  # quick-ACK: each segment alone is ACKed at once
+    peer, conn = bench.established()
+    out = _request_in_one_wakeup(bench, peer, conn, _echo(conn), 3)
+    assert all(data_of(s) for s in out), [flags(s) for s in out]
+    assert {s.ack for s in out} == {peer.nxt}
+    assert b"".join(data_of(s) for s in out) == b"A" * 1000 + b"B" * 1000 + b"C" * 1000
+
+
+def test_the_reply_advertises_the_window_its_read_opened() -> None:
+    """A request that fills the receive buffer: the ACK is not a zero-window one sent
+    before the application reads; the reply offers the space the read freed."""
+    bench = Bench(TcpConfig(mss=1460, recv_buffer=4000))
+    peer, conn = bench.established()
+    out = _request_in_one_wakeup(bench, peer, conn, _echo(conn), 4)
+    assert out and all(data_of(s) for s in out)
+    assert out[0].ack == peer.nxt and out[0].window << conn.tcp.rcv_shift >= 2920
+
+
+def test_a_reader_that_does_not_reply_still_acks_at_once() -> None:
+    async def sink(conn: NativeConnection) -> None:
+        while await conn.read():
+            pass
+
+    bench = Bench(TcpConfig(mss=1460))
+    peer, conn = bench.established()
+    out = _request_in_one_wakeup(bench, peer, conn, sink(conn), 2)  # (no timer runs)
+    assert [(flags(s), s.ack) for s in out] == [("A", peer.nxt)]
+    assert conn.tcp.unread == 0
 
 
 def test_template_follows_the_neighbour_when_arp_changes(bench: Bench) -> None:

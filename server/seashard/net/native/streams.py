@@ -147,8 +147,12 @@ class NativeConnection:
                 n = len(data)
                 self.bytes_in += n
                 layer.stats["bytes_in"] += n
-                if tcp.output_pending or self.app_closed:
-                    layer.kick(self)  # a window update is due
+                if self.app_closed:
+                    layer.kick(self)
+                elif tcp.output_pending:
+                    # An ACK or window update is due: sent once this step is done, so
+                    # that what the application writes next carries it.
+                    layer.kick_soon(self)
                 # (else nothing to send, and a read moves no deadline earlier)
                 return data
             if tcp.at_eof:

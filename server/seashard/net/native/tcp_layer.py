@@ -194,6 +194,7 @@ class TcpLayer:
         self._next_port = random.randrange(len(EPHEMERAL))
         self._batch = 0  # > 0: inside a batch (begin_batch/end_batch)
         self._dirty: dict[NativeConnection, None] = {}  # touched in this batch, in order
+        self._flush_soon = False  # a flush is scheduled for this loop iteration (kick_soon)
         self._timers: list[tuple[float, int, NativeConnection]] = []  # see "timers" below
         self._timer_seq = 0
         # The asyncio side of the timers: one loop timer at next_deadline(), running poll.
@@ -477,22 +478,47 @@ class TcpLayer:
     def end_batch(self) -> None:
         self._batch -= 1
         if self._batch == 0:
-            self.flush()
+            self.flush(readers_first=True)
 
-    def flush(self) -> None:
-        """Send what the touched connections queued, once each, in the order touched."""
+    def flush(self, readers_first: bool = False) -> None:
+        """Send what the touched connections queued, once each, in the order touched.
+
+        ``readers_first`` (a batch's end): a connection whose application waits to read
+        what the batch brought, and that has nothing else to send, is not settled now
+        but woken, and settled at the end of the loop iteration (:meth:`kick_soon`).
+        Its ACK then rides on what the application sends in reply, as on Seastar's
+        polled output: an echo sent a bare ACK, its window closed by the unread
+        request, before every reply."""
         dirty = self._dirty
         timers = self._timers
         top = timers[0][2] if timers else None
         rearm = self._loop_stale
         now = self.loop.time()
         settle = self._settle
+        woken: list[NativeConnection] = []
         while dirty:
             conn = next(iter(dirty))
             del dirty[conn]
+            if readers_first:
+                fut = conn._read_waiter
+                tcp = conn.tcp
+                if (
+                    fut is not None
+                    and tcp.output_due
+                    and tcp.unread
+                    and tcp.state is State.ESTABLISHED
+                    and not conn.app_closed
+                    and not tcp.unsent
+                    and not fut.done()
+                ):
+                    fut.set_result(None)
+                    woken.append(conn)
+                    continue
             moved = settle(conn, now)
             if moved == _EARLIER or (moved == _NO_DEADLINE and conn is top):
                 rearm = True  # an earlier deadline, or the loop timer's one went away
+        for conn in woken:
+            self.kick_soon(conn)
         if rearm:
             self._arm_soon()
 
@@ -514,6 +540,21 @@ class TcpLayer:
             or self._loop_stale
         ):
             self._arm_soon()  # an earlier deadline, or the loop timer's one went away
+
+    def kick_soon(self, conn: NativeConnection) -> None:
+        """:meth:`kick` at the end of this loop iteration, for what a read made due: an
+        echo's write in the same step sends its reply with the ACK on it, not after a
+        bare one (as Seastar's TCP polls a connection's output rather than sending at
+        once).  A ``kick`` before then settles the connection itself."""
+        self._dirty[conn] = None
+        if not self._flush_soon:
+            self._flush_soon = True
+            self.loop.call_soon(self._soon)
+
+    def _soon(self) -> None:
+        self._flush_soon = False
+        if not self._batch:
+            self.flush()
 
     def _settle(self, conn: NativeConnection, now: float) -> int:
         """How the connection's deadline moved: ``_EARLIER`` than the loop timer's (it
