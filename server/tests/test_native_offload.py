@@ -7,6 +7,7 @@ Root only; everything is made per test and removed after."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,22 @@ def test_a_shard_without_a_queue_sends_its_tso_frames_through_one(
     assert m["seashard_frames_proxied_gso_total"]["1"] > 0
     assert m["seashard_device_gso_frames_sent_total"]["0"] > 0
     assert m["seashard_device_gso_frames_sent_total"]["1"] == 0
+
+
+def test_bridged_frames_skip_iptables_in_the_lab_namespace(kernel_offload_tap: NetLab) -> None:
+    """Docker's br_netfilter (loaded wherever the lab's engine ran) hooks every frame the
+    TAP sends into the bridge, not the posix server's: off in netlab's namespace, or
+    ``scripts/bench --native`` measures the hooks."""
+    keys = [f"net.bridge.bridge-nf-call-{t}" for t in ("iptables", "ip6tables", "arptables")]
+    out = subprocess.run(
+        ["ip", "netns", "exec", kernel_offload_tap.srv, "sysctl", "-n", *keys],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    loaded = Path("/proc/sys/net/bridge").exists()
+    if loaded:
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["0", "0", "0"]
+    else:  # no br_netfilter on this host: no hooks to turn off, and no such sysctl
+        assert "No such file" in out.stderr or "cannot stat" in out.stderr, out.stderr

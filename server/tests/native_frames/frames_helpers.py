@@ -110,6 +110,7 @@ class Bench:
     ) -> None:
         self.loop = VirtualLoop(START)
         self.dev = MemoryDevice()
+        self._rx = bytearray(65536 + 64)  # inject()'s receive buffer
         self.sent_at: list[float] = []  # the virtual time of each frame in dev.sent
         self.iface = Interface(
             InterfaceConfig(OUR_IP, "255.255.255.0", gateway=GW_IP, mac=OUR_MAC),
@@ -146,7 +147,15 @@ class Bench:
     # input
 
     def inject(self, frame: Packet | bytes) -> None:
-        self.iface.receive(bytes(frame), self.loop.time())
+        """Receive ``frame`` as a view of a reused buffer, as TAP and AF_PACKET hand
+        it over, and overwrite it at once: what the stack keeps must be a copy."""
+        data = bytes(frame)
+        if len(data) > len(self._rx):
+            self._rx = bytearray(len(data))
+        view = memoryview(self._rx)[: len(data)]
+        view[:] = data
+        self.iface.receive(view, self.loop.time())
+        view[:] = b"\xee" * len(data)
         self.loop.pump()
 
     def advance(self, seconds: float) -> list[TCP]:

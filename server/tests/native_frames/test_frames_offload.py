@@ -282,6 +282,12 @@ def test_a_repeated_header_is_judged_as_the_first_one_for_every_frame() -> None:
     arp = bytes(Ether(dst=PEER_MAC, src=OUR_MAC, type=0x0806)) + bytes(60)
     assert read(gso, long) == long and read(gso, arp) is None and read(gso, long) == long
     assert rx.vnet_drops["gso_not_tcpv4"] == 1 and rx.stats["rx_gso_frames"] == 2
+    # (the last GSO header's parse is kept; another header is parsed, and judged, anew)
+    assert read(MALFORMED["gso_size_zero"], long) is None
+    other = vnet.header_for(long, MSS - 8, True)
+    assert read(other, long) == long and read(gso, arp) is None and read(gso, long) == long
+    assert rx.vnet_drops == Counter(csum_beyond_frame=2, gso_not_tcpv4=2, gso_size_zero=1)
+    assert rx.stats["rx_gso_frames"] == 4 and rx.rx_csum_valid
 
 
 def test_vnet_drops_reach_the_metrics_as_frames_dropped_and_the_offloads_label() -> None:

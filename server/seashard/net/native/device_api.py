@@ -33,8 +33,11 @@ class Device(Protocol):
         """The fd to watch for readability, or None for in-memory devices."""
         ...
 
-    def recv(self) -> bytes | None:
-        """The next received frame, or None when none is waiting (never blocks)."""
+    def recv(self) -> Buffer | None:
+        """The next received frame, or None when none is waiting (never blocks).
+
+        It may be a view of the device's own buffer, valid until the next recv():
+        a receiver copies what it keeps."""
         ...
 
     def send(self, frame: Buffer, gso_size: int = 0, csum_partial: bool = False) -> bool:

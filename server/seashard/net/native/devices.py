@@ -90,7 +90,9 @@ class _VnetRx:
         self._hdr = bytearray(vnet.VNET_HDR_LEN)
         self._buf = bytearray(_MAX_FRAME)
         self._bufs = [self._hdr, self._buf]
-        self._view = memoryview(self._buf)  # frames are copied out of it: one slice each
+        # recv() hands out views of it, valid until the next recv(): the stack copies
+        # only what it keeps (a payload), so a 64 KB GRO frame is not copied whole.
+        self._view = memoryview(self._buf)
         self.vnet_drops: Counter[str] = Counter()  # received headers that made no sense
         self.stats: Counter[str] = Counter()
         # The last valid header without GSO, its csum_ok, and the shortest frame it is
@@ -99,14 +101,19 @@ class _VnetRx:
         self._seen = vnet.PLAIN
         self._seen_min = 0
         self._seen_ok = False
+        # The last GSO header and its parse: a GRO flow repeats it too, but what
+        # validate() checks of a GSO frame depends on the frame, so that still runs.
+        self._seen_gso = vnet.PLAIN
+        self._seen_gso_h = vnet.VnetHeader()
 
-    def _take(self, n: int) -> bytes | None:
-        """The frame of ``n`` bytes just read after the header, or None if dropped."""
+    def _take(self, n: int) -> memoryview | None:
+        """The frame of ``n`` bytes just read after the header (a view of the receive
+        buffer), or None if dropped."""
         size = n - vnet.VNET_HDR_LEN
         if size < 0:
             self.vnet_drops["truncated"] += 1
             return None
-        frame = self._view[:size].tobytes()
+        frame = self._view[:size]
         hdr = self._hdr
         if hdr == vnet.PLAIN:
             self.rx_csum_valid = False
@@ -117,7 +124,7 @@ class _VnetRx:
             self.rx_csum_valid = self._seen_ok
             return frame
         try:
-            h = vnet.VnetHeader.parse(hdr)
+            h = self._seen_gso_h if hdr == self._seen_gso else vnet.VnetHeader.parse(hdr)
             h.validate(frame)
         except MalformedError as exc:
             self.vnet_drops[exc.reason] += 1
@@ -125,6 +132,9 @@ class _VnetRx:
         self.rx_csum_valid = h.csum_ok
         if h.gso_type:
             self.stats["rx_gso_frames"] += 1
+            if h is not self._seen_gso_h:
+                self._seen_gso = bytes(hdr)
+                self._seen_gso_h = h
         else:
             self._seen = bytes(hdr)
             self._seen_ok = h.csum_ok
@@ -256,7 +266,7 @@ class TapDevice(_VnetRx):
     def fileno(self) -> int:
         return self._fd
 
-    def recv(self) -> bytes | None:
+    def recv(self) -> Buffer | None:
         if not self._vnet:
             try:
                 return os.read(self._fd, _MAX_FRAME)
@@ -390,7 +400,7 @@ class PacketDevice(_VnetRx):
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def recv(self) -> bytes | None:
+    def recv(self) -> Buffer | None:
         if self._vnet:
             while True:
                 try:
@@ -399,9 +409,9 @@ class PacketDevice(_VnetRx):
                     return None
                 if addr[2] == PACKET_OUTGOING:
                     continue
-                frame = self._take(n)
-                if frame is not None:
-                    return frame
+                view = self._take(n)
+                if view is not None:
+                    return view
         while True:
             try:
                 frame, ancdata, _flags, addr = self._sock.recvmsg(_MAX_FRAME, self._ancbufsize)

@@ -216,9 +216,10 @@ class Interface:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive(self, frame: bytes, now: float, csum_valid: bool = False) -> None:
+    def receive(self, frame: Buffer, now: float, csum_valid: bool = False) -> None:
         """Process one received Ethernet frame; ``csum_valid``: the device checked (or
-        a local sender left to us) its L4 checksum, TCP need not verify it."""
+        a local sender left to us) its L4 checksum, TCP need not verify it.  ``frame``
+        may be a view of the device's buffer (``Device.recv``): nothing keeps it."""
         n = len(frame)
         self.rx_csum_valid = csum_valid
         handler = self.tcp_segment
@@ -269,6 +270,8 @@ class Interface:
         c = self._counters
         c["frames_received"] += 1
         c["bytes_received"] += n
+        if not isinstance(frame, bytes):  # a device's view: the general path wants bytes
+            frame = bytes(frame)
         reason = self._receive(frame, now)
         if reason is None:
             c["frames_accepted"] += 1
