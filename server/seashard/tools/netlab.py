@@ -111,7 +111,7 @@ def topology(
             # iptables (per namespace, on by default). This namespace has no rules, and
             # of the servers' own CPU the hooks cost only the native stack's sends, which
             # enter the bridge from a port (the posix server's leave from br0 itself):
-            # 5 % of a native shard's perf samples in bulk echo.
+            # about 7 % of a native shard's perf samples in bulk echo.
             sh(
                 *topo.exec_in(srv),
                 "sysctl",
